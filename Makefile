@@ -1,0 +1,51 @@
+# Two commands for a new user: `make run` and `make test`. Everything else builds on them.
+SHELL := /bin/bash
+PYTHON ?= python3
+VENV := .venv
+BIN := $(VENV)/bin
+STAMP := $(VENV)/.installed
+HOST ?= 127.0.0.1
+PORT ?= 8000
+
+.PHONY: run test lint bench worker beat install migrate
+
+$(BIN)/python:
+	$(PYTHON) -m venv $(VENV)
+
+$(STAMP): requirements.txt | $(BIN)/python
+	$(BIN)/python -m pip install --quiet --disable-pip-version-check -r requirements.txt
+	touch $(STAMP)
+
+install: $(STAMP)
+
+migrate: install
+	$(BIN)/python manage.py migrate --noinput
+
+# Web server, Celery worker and Celery beat in the foreground; Ctrl-C stops all three.
+run: export DEBUG ?= 1
+run: migrate
+	$(BIN)/python manage.py collectstatic --noinput --verbosity 0
+	$(BIN)/python manage.py ensure_dashboard_login
+	@echo "Serving http://$(HOST):$(PORT)/ with a Celery worker and beat; Ctrl-C stops all three."
+	@trap 'trap - INT TERM; kill $$(jobs -p) 2>/dev/null; wait; exit 0' INT TERM; \
+	$(BIN)/celery -A analytics_site worker --loglevel INFO --concurrency 2 & \
+	$(BIN)/celery -A analytics_site beat --loglevel INFO & \
+	$(BIN)/gunicorn analytics_site.wsgi --bind $(HOST):$(PORT) --workers 2 --access-logfile - & \
+	wait -n; status=$$?; kill $$(jobs -p) 2>/dev/null; wait; exit $$status
+
+lint: install
+	$(BIN)/ruff check .
+	$(BIN)/python manage.py makemigrations --check --dry-run
+
+test: export DEBUG = 1
+test: lint
+	$(BIN)/python -m pytest
+
+worker: install
+	$(BIN)/celery -A analytics_site worker --loglevel INFO --concurrency 2
+
+beat: install
+	$(BIN)/celery -A analytics_site beat --loglevel INFO
+
+bench: install
+	$(BIN)/python -m benchmarks

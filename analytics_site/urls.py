@@ -1,0 +1,12 @@
+from django.contrib import admin
+from django.urls import include, path
+
+from analytics_site import views
+
+urlpatterns = [
+    path("", views.counter, name="counter"),
+    path("about/", views.about, name="about"),
+    path("healthz", views.healthz, name="healthz"),
+    path("accounts/", include("django.contrib.auth.urls")),
+    path("admin/", admin.site.urls),
+]

@@ -1,0 +1,1 @@
+"""`make bench`: each module here measures one part side by side in one run and prints a table."""

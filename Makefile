@@ -26,12 +26,7 @@ run: export DEBUG ?= 1
 run: migrate
 	$(BIN)/python manage.py collectstatic --noinput --verbosity 0
 	$(BIN)/python manage.py ensure_dashboard_login
-	@echo "Serving http://$(HOST):$(PORT)/ with a Celery worker and beat; Ctrl-C stops all three."
-	@trap 'trap - INT TERM; kill $$(jobs -p) 2>/dev/null; wait; exit 0' INT TERM; \
-	$(BIN)/celery -A analytics_site worker --loglevel INFO --concurrency 2 & \
-	$(BIN)/celery -A analytics_site beat --loglevel INFO & \
-	$(BIN)/gunicorn analytics_site.wsgi --bind $(HOST):$(PORT) --workers 2 --access-logfile - & \
-	wait -n; status=$$?; kill $$(jobs -p) 2>/dev/null; wait; exit $$status
+	$(BIN)/python -m analytics_site.supervise --host $(HOST) --port $(PORT)
 
 lint: install
 	$(BIN)/ruff check .

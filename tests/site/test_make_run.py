@@ -63,7 +63,7 @@ class MakeRunTests:
         project = tmp_path / "project"
         fresh_copy(project)
         port = free_port()
-        env = {k: v for k, v in os.environ.items() if k not in {"DATABASE_URL", "DEBUG"}}
+        env = {k: v for k, v in os.environ.items() if k not in {"DATABASE_URL", "DEBUG", "VAR_DIR"}}
         env.pop("DJANGO_SETTINGS_MODULE", None)
         log_path = tmp_path / "make-run.log"
         with log_path.open("w") as log:
@@ -97,7 +97,7 @@ class MakeRunTests:
         finally:
             os.killpg(process.pid, signal.SIGINT)
             try:
-                process.wait(timeout=60)
+                process.wait(timeout=90)
             except subprocess.TimeoutExpired:
                 os.killpg(process.pid, signal.SIGKILL)
                 raise

@@ -87,6 +87,7 @@ MIDDLEWARE = [
     "django.middleware.security.SecurityMiddleware",
     "whitenoise.middleware.WhiteNoiseMiddleware",
     "django.contrib.sessions.middleware.SessionMiddleware",
+    "tracker.middleware.VisitTrackingMiddleware",
     "django.middleware.common.CommonMiddleware",
     "django.middleware.csrf.CsrfViewMiddleware",
     "django.contrib.auth.middleware.AuthenticationMiddleware",
@@ -215,6 +216,10 @@ TRACKER_RAW_RETENTION_DAYS = env_int("TRACKER_RAW_RETENTION_DAYS", 30)
 TRACKER_EXCLUDE_PATHS = env_list("TRACKER_EXCLUDE_PATHS", [])
 TRACKER_SINK = "redis" if REDIS_URL else "direct"
 TRACKER_REDIS_STREAM = os.environ.get("TRACKER_REDIS_STREAM", "tracker:visits")
+# TRACKER_ENABLED=0 removes the middleware: `make bench` compares the same app with and without.
+TRACKER_ENABLED = env_bool("TRACKER_ENABLED", True)
+if not TRACKER_ENABLED:
+    MIDDLEWARE.remove("tracker.middleware.VisitTrackingMiddleware")
 
 # Celery: Redis in production; the filesystem broker under var/ when no server is there.
 CELERY_DIR = VAR_DIR / "celery"
@@ -223,13 +228,14 @@ if REDIS_URL:
     CELERY_RESULT_BACKEND = REDIS_URL
     CELERY_BROKER_TRANSPORT_OPTIONS: dict = {"visibility_timeout": 3600}
 else:
-    for folder in ("queue", "processed", "results"):
+    for folder in ("queue", "processed", "results", "control"):
         (CELERY_DIR / folder).mkdir(parents=True, exist_ok=True)
     CELERY_BROKER_URL = "filesystem://"
     CELERY_BROKER_TRANSPORT_OPTIONS = {
         "data_folder_in": str(CELERY_DIR / "queue"),
         "data_folder_out": str(CELERY_DIR / "queue"),
         "processed_folder": str(CELERY_DIR / "processed"),
+        "control_folder": str(CELERY_DIR / "control"),
         "store_processed": False,
     }
     CELERY_RESULT_BACKEND = f"file://{CELERY_DIR / 'results'}"

@@ -1,0 +1,321 @@
+"""What the tracker costs the site: the counter page with and without it, side by side.
+
+For each configuration two gunicorn servers (2 sync workers each, production settings, the same
+session engine and database) run at once, one with ``TRACKER_ENABLED=0``; ``wrk`` loads them in
+turn, alternating, on 127.0.0.1 as a returning visitor with an ordinary browser user agent.
+The table gives the median over rounds of req/s, p50 and p99, and the ratio tracker/no tracker.
+
+Environment: ``BENCH_SECONDS`` (per wrk run, default 10), ``BENCH_ROUNDS`` (default 3),
+``BENCH_CONNECTIONS`` (default 8), ``BENCH_POSTGRES`` (server URL without a database, default
+``postgres://postgres@127.0.0.1:5432``), ``BENCH_REDIS`` (default ``redis://127.0.0.1:6379/12``).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import http.client
+import os
+import re
+import shutil
+import socket
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+PYTHON = sys.executable
+GUNICORN = str(Path(PYTHON).parent / "gunicorn")
+BROWSER_UA = (
+    "Mozilla/5.0 (X11; Linux x86_64) AppleWebKit/537.36 (KHTML, like Gecko) "
+    "Chrome/126.0.0.0 Safari/537.36"
+)
+SECONDS = int(os.environ.get("BENCH_SECONDS", "10"))
+ROUNDS = int(os.environ.get("BENCH_ROUNDS", "3"))
+CONNECTIONS = int(os.environ.get("BENCH_CONNECTIONS", "8"))
+POSTGRES = os.environ.get("BENCH_POSTGRES", "postgres://postgres@127.0.0.1:5432")
+REDIS = os.environ.get("BENCH_REDIS", "redis://127.0.0.1:6379/12")
+BENCH_DB = "tracker_bench"
+BENCH_STREAM = "tracker:bench:visits"
+TARGETS = {"sqlite": 0.85, "postgres": 0.85, "redis": 0.95}
+ADDED_P99_TARGET_MS = 2.0
+
+
+@dataclass
+class Run:
+    requests_per_second: float
+    p50_ms: float
+    p99_ms: float
+    errors: int
+    # CPU time the gunicorn workers spent per request: unlike req/s, it hardly moves when other
+    # processes compete for the machine's cores (database and Redis servers not included).
+    worker_cpu_ms: float = 0.0
+
+
+@dataclass
+class Configuration:
+    key: str
+    label: str
+    env: dict[str, str]
+
+
+def free_port() -> int:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return probe.getsockname()[1]
+
+
+def base_env(var_dir: Path) -> dict[str, str]:
+    """Production settings, with nothing inherited that would change the comparison."""
+    env = {
+        key: value
+        for key, value in os.environ.items()
+        if key not in {"DATABASE_URL", "REDIS_URL", "SESSION_ENGINE", "TRACKER_ENABLED", "DEBUG"}
+    }
+    env.update(
+        DEBUG="0",
+        SECRET_KEY="bench-only-secret-key-" + "x" * 40,
+        SECURE_SSL_REDIRECT="0",
+        VAR_DIR=str(var_dir),
+        LOG_LEVEL="WARNING",
+        TRACKER_REDIS_STREAM=BENCH_STREAM,
+    )
+    return env
+
+
+def configurations(var_dir: Path) -> list[Configuration]:
+    postgres_url = f"{POSTGRES}/{BENCH_DB}"
+    return [
+        Configuration(
+            "sqlite",
+            "SQLite, db sessions, direct sink",
+            {**base_env(var_dir / "sqlite"), "SESSION_ENGINE": "db"},
+        ),
+        Configuration(
+            "postgres",
+            "PostgreSQL, db sessions, direct sink",
+            {**base_env(var_dir / "pg"), "SESSION_ENGINE": "db", "DATABASE_URL": postgres_url},
+        ),
+        Configuration(
+            "redis",
+            "Redis sessions (cache), Redis sink",
+            {
+                **base_env(var_dir / "redis"),
+                "SESSION_ENGINE": "cache",
+                "DATABASE_URL": postgres_url,
+                "REDIS_URL": REDIS,
+            },
+        ),
+    ]
+
+
+def create_postgres_database() -> None:
+    import psycopg
+
+    with psycopg.connect(f"{POSTGRES}/postgres", autocommit=True) as connection:
+        exists = connection.execute(
+            "SELECT 1 FROM pg_database WHERE datname = %s", [BENCH_DB]
+        ).fetchone()
+        if not exists:
+            connection.execute(f"CREATE DATABASE {BENCH_DB}")
+
+
+def manage(env: dict[str, str], *args: str) -> str:
+    result = subprocess.run(
+        [PYTHON, "manage.py", *args], cwd=ROOT, env=env, check=True, capture_output=True, text=True
+    )
+    return result.stdout
+
+
+def recorded_visits(configuration: Configuration) -> int:
+    """Raw visits in the database, plus those still buffered in the Redis stream."""
+    code = (
+        "from tracker.models import Visit; from django.conf import settings; import redis\n"
+        "n = Visit.objects.count()\n"
+        "if settings.REDIS_URL: n += redis.Redis.from_url(settings.REDIS_URL)"
+        ".xlen(settings.TRACKER_REDIS_STREAM)\n"
+        "print(n)"
+    )
+    return int(manage(configuration.env, "shell", "-c", code).split()[-1])
+
+
+def clean_redis() -> None:
+    import redis
+
+    client = redis.Redis.from_url(REDIS)
+    client.delete(BENCH_STREAM)
+    for key in client.scan_iter(match="*django.contrib.sessions.cache*", count=1000):
+        client.delete(key)
+
+
+@contextlib.contextmanager
+def gunicorn(env: dict[str, str], *, tracker: bool):
+    port = free_port()
+    process = subprocess.Popen(
+        [GUNICORN, "analytics_site.wsgi", "--bind", f"127.0.0.1:{port}", "--workers", "2"],
+        cwd=ROOT,
+        env={**env, "TRACKER_ENABLED": "1" if tracker else "0"},
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    try:
+        yield port, returning_visitor_cookie(port), process.pid
+    finally:
+        process.terminate()
+        process.wait(timeout=30)
+
+
+def returning_visitor_cookie(port: int) -> str:
+    """Wait for the server, then open one session as a browser would and return its cookie."""
+    deadline = time.monotonic() + 30
+    while True:
+        try:
+            connection = http.client.HTTPConnection("127.0.0.1", port, timeout=5)
+            connection.request("GET", "/", headers={"User-Agent": BROWSER_UA})
+            response = connection.getresponse()
+            response.read()
+            break
+        except OSError:
+            if time.monotonic() > deadline:
+                raise
+            time.sleep(0.2)
+    cookies = [
+        header.split(";", 1)[0]
+        for name, header in response.getheaders()
+        if name.lower() == "set-cookie" and header.startswith("sessionid=")
+    ]
+    if response.status != 200 or not cookies:
+        raise RuntimeError(f"the counter page answered {response.status} without a session")
+    return cookies[0]
+
+
+def to_ms(value: str, unit: str) -> float:
+    return float(value) * {"us": 0.001, "ms": 1.0, "s": 1000.0}[unit]
+
+
+def workers_cpu_seconds(master_pid: int) -> float:
+    """User + system CPU seconds of the gunicorn master's worker processes (Linux /proc)."""
+    ticks = os.sysconf("SC_CLK_TCK")
+    total = 0
+    for children in Path(f"/proc/{master_pid}/task").glob("*/children"):
+        for pid in children.read_text().split():
+            with contextlib.suppress(OSError):
+                fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+                total += int(fields[11]) + int(fields[12])
+    return total / ticks
+
+
+def wrk(port: int, cookie: str, master_pid: int, *, seconds: int) -> Run:
+    cpu_before = workers_cpu_seconds(master_pid)
+    result = subprocess.run(
+        ["wrk", "-t2", f"-c{CONNECTIONS}", f"-d{seconds}s", "--latency",
+         "-H", f"Cookie: {cookie}", "-H", f"User-Agent: {BROWSER_UA}",
+         f"http://127.0.0.1:{port}/"],
+        check=True, capture_output=True, text=True,
+    )  # fmt: skip
+    output = result.stdout
+    rate = float(re.search(r"Requests/sec:\s+([\d.]+)", output).group(1))
+    percentiles = {
+        match.group(1): to_ms(match.group(2), match.group(3))
+        for match in re.finditer(r"^\s+(50|99)%\s+([\d.]+)(us|ms|s)\s*$", output, re.MULTILINE)
+    }
+    errors = re.search(r"Non-2xx or 3xx responses: (\d+)", output)
+    requests = int(re.search(r"(\d+) requests in", output).group(1))
+    cpu_ms = (workers_cpu_seconds(master_pid) - cpu_before) * 1000 / max(requests, 1)
+    return Run(
+        rate, percentiles["50"], percentiles["99"], int(errors.group(1)) if errors else 0, cpu_ms
+    )
+
+
+def measure(configuration: Configuration) -> dict[bool, list[Run]]:
+    runs: dict[bool, list[Run]] = {False: [], True: []}
+    with (
+        gunicorn(configuration.env, tracker=False) as plain,
+        gunicorn(configuration.env, tracker=True) as tracked,
+    ):
+        targets = {False: plain, True: tracked}
+        for tracker in (False, True):
+            wrk(*targets[tracker], seconds=2)  # warm-up: imports, connections, caches
+        for round_number in range(ROUNDS):
+            # Alternate which side goes first, so drift on a noisy machine hits both alike.
+            order = (False, True) if round_number % 2 == 0 else (True, False)
+            for tracker in order:
+                runs[tracker].append(wrk(*targets[tracker], seconds=SECONDS))
+    return runs
+
+
+def median(runs: list[Run], attribute: str) -> float:
+    return statistics.median(getattr(run, attribute) for run in runs)
+
+
+def main() -> None:
+    if not shutil.which("wrk"):
+        print("wrk is not installed: apt-get install wrk (Debian) — the tracker benchmark needs it")
+        return
+    print(
+        f"gunicorn 2 sync workers, wrk -t2 -c{CONNECTIONS}, {ROUNDS} alternating rounds of "
+        f"{SECONDS}s per side, the counter page as a returning visitor; medians.\n"
+    )
+    with tempfile.TemporaryDirectory(prefix="tracker-bench-") as temporary:
+        var_dir = Path(temporary)
+        rows = []
+        for configuration in configurations(var_dir):
+            try:
+                if "DATABASE_URL" in configuration.env:
+                    create_postgres_database()
+                if "REDIS_URL" in configuration.env:
+                    clean_redis()
+                manage(configuration.env, "migrate", "--noinput")
+                # Production settings serve hashed static names from the manifest.
+                manage(configuration.env, "collectstatic", "--noinput")
+                visits_before = recorded_visits(configuration)
+                runs = measure(configuration)
+                visits = recorded_visits(configuration) - visits_before
+            except (OSError, subprocess.CalledProcessError, RuntimeError) as error:
+                print(f"{configuration.label}: skipped ({error})")
+                continue
+            finally:
+                if "REDIS_URL" in configuration.env:
+                    with contextlib.suppress(Exception):
+                        clean_redis()
+            rows.append((configuration, runs, visits))
+        print_table(rows)
+
+
+def print_table(rows: list) -> None:
+    header = (
+        "| configuration | without tracker req/s | p50 / p99 ms | with tracker req/s "
+        "| p50 / p99 ms | ratio (target) | added p99 ms | worker CPU ms/req without / with "
+        "| visits recorded | errors |"
+    )
+    print(header)
+    print("|---" * 10 + "|")
+    for configuration, runs, visits in rows:
+        plain, tracked = runs[False], runs[True]
+        ratio = median(tracked, "requests_per_second") / median(plain, "requests_per_second")
+        added_p99 = median(tracked, "p99_ms") - median(plain, "p99_ms")
+        target = TARGETS[configuration.key]
+        verdict = "met" if ratio >= target else "NOT met"
+        p99_verdict = "" if added_p99 <= ADDED_P99_TARGET_MS else " (over 2 ms)"
+        errors = sum(run.errors for run in plain + tracked)
+        print(
+            f"| {configuration.label} "
+            f"| {median(plain, 'requests_per_second'):,.0f} "
+            f"| {median(plain, 'p50_ms'):.1f} / {median(plain, 'p99_ms'):.1f} "
+            f"| {median(tracked, 'requests_per_second'):,.0f} "
+            f"| {median(tracked, 'p50_ms'):.1f} / {median(tracked, 'p99_ms'):.1f} "
+            f"| {ratio:.2f}x (>= {target}x, {verdict}) "
+            f"| {added_p99:+.1f}{p99_verdict} "
+            f"| {median(plain, 'worker_cpu_ms'):.2f} / {median(tracked, 'worker_cpu_ms'):.2f} "
+            f"| {visits:,} | {errors} |"
+        )
+    print("\nratio per round (tracker / none):")
+    for configuration, runs, _visits in rows:
+        ratios = [
+            f"{tracked.requests_per_second / plain.requests_per_second:.2f}"
+            for plain, tracked in zip(runs[False], runs[True], strict=True)
+        ]
+        print(f"  {configuration.label}: {', '.join(ratios)}")

@@ -1,0 +1,231 @@
+from __future__ import annotations
+
+import http.cookiejar
+import logging
+import socket
+import threading
+import urllib.request
+import uuid
+from datetime import UTC, datetime
+
+import pytest
+from django.db import IntegrityError, transaction
+from django.test import Client
+
+from tests.tracker.user_agents import BROWSER_UA
+from tracker.buffer import (
+    DRAIN_GROUP,
+    DirectSink,
+    RedisSink,
+    drain_buffered_visits,
+    redis_client,
+    visit_to_json,
+)
+from tracker.models import Visit
+from tracker.tasks import drain_visit_buffer
+
+
+def a_visit(**overrides) -> dict:
+    return {
+        "event_id": uuid.uuid4(),
+        "tracking_id": uuid.uuid4(),
+        "visited_at": datetime.now(UTC),
+        "path": "/",
+        "utm_source": "",
+        "utm_medium": "",
+        "utm_campaign": "",
+        "referrer_host": "",
+        "browser": "Chrome",
+        "os": "Linux",
+        "device": "desktop",
+        "status_code": 200,
+        "response_ms": 3,
+        **overrides,
+    }
+
+
+def closed_port_url() -> str:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    return f"redis://127.0.0.1:{port}/0"
+
+
+@pytest.fixture
+def redis_stream(redis_url, settings):
+    """A stream of this test's own in the configured Redis DB, deleted afterwards."""
+    stream = f"tracker:test:{uuid.uuid4().hex}"
+    settings.REDIS_URL = redis_url
+    settings.TRACKER_SINK = "redis"
+    settings.TRACKER_REDIS_STREAM = stream
+    yield stream
+    redis_client(redis_url).delete(stream)
+
+
+@pytest.mark.django_db
+class DirectSinkTests:
+    def test_direct_sink_writes_one_row(self):
+        visit = a_visit(path="/caf\u00e9/\U0001f600")
+        DirectSink().write(visit)
+        stored = Visit.objects.get()
+        assert stored.event_id == visit["event_id"]
+        assert stored.path == visit["path"]
+        assert stored.visited_at == visit["visited_at"]
+
+    def test_direct_sink_failure_keeps_outer_transaction(self):
+        visit = a_visit()
+        sink = DirectSink()
+        sink.write(visit)
+        with pytest.raises(IntegrityError):
+            sink.write(visit)
+        # The caller's transaction is still usable after the failed insert.
+        with transaction.atomic():
+            assert Visit.objects.count() == 1
+
+
+@pytest.mark.django_db
+class RedisFallbackTests:
+    def test_unreachable_redis_falls_back_to_database(self, settings, caplog):
+        settings.REDIS_URL = closed_port_url()
+        settings.TRACKER_SINK = "redis"
+        client = Client(headers={"user-agent": BROWSER_UA})
+        with caplog.at_level(logging.WARNING, logger="tracker.buffer"):
+            for _ in range(5):
+                assert client.get("/").status_code == 200
+        assert Visit.objects.count() == 5
+        # Logged once, not once per visit.
+        assert caplog.text.count("Redis visit buffer unreachable") == 1
+
+    def test_unreachable_redis_sink_counts_fallbacks(self):
+        sink = RedisSink(url=closed_port_url(), stream="unused", fallback=DirectSink())
+        for _ in range(3):
+            sink.write(a_visit())
+        assert sink.fallback_count == 3
+        assert Visit.objects.count() == 3
+
+
+@pytest.mark.django_db
+class RedisDrainTests:
+    def test_drain_exactly_once(self, redis_stream, redis_url):
+        client = Client(headers={"user-agent": BROWSER_UA})
+        for path in ["/", "/about/", "/"]:
+            assert client.get(path).status_code == 200
+        assert Visit.objects.count() == 0
+        assert redis_client(redis_url).xlen(redis_stream) == 3
+        assert drain_buffered_visits() == 3
+        assert Visit.objects.count() == 3
+        assert drain_buffered_visits() == 0
+        assert Visit.objects.count() == 3
+        assert redis_client(redis_url).xlen(redis_stream) == 0
+
+    def test_drain_duplicate_event_not_double_counted(self, redis_stream, redis_url):
+        """A retried XADD (or a drain that died before XACK) stores the event only once."""
+        visit = a_visit()
+        sink = RedisSink(url=redis_url, stream=redis_stream, fallback=DirectSink())
+        sink.write(visit)
+        sink.write(visit)
+        DirectSink().write(a_visit(event_id=uuid.uuid4()))
+        assert drain_buffered_visits() == 2
+        assert Visit.objects.filter(event_id=visit["event_id"]).count() == 1
+        assert Visit.objects.count() == 2
+
+    def test_drain_reclaims_entries_of_dead_drainer(self, redis_stream, redis_url):
+        client = redis_client(redis_url)
+        for _ in range(4):
+            client.xadd(redis_stream, {"visit": visit_to_json(a_visit())})
+        client.xgroup_create(redis_stream, DRAIN_GROUP, id="0", mkstream=True)
+        # A drainer reads two entries and dies before inserting or acknowledging them.
+        client.xreadgroup(DRAIN_GROUP, "dead-drainer", {redis_stream: ">"}, count=2)
+        assert drain_buffered_visits(reclaim_idle_ms=0) == 4
+        assert Visit.objects.count() == 4
+        assert client.xpending(redis_stream, DRAIN_GROUP)["pending"] == 0
+
+    def test_drain_small_batches_drain_everything(self, redis_stream, redis_url):
+        sink = RedisSink(url=redis_url, stream=redis_stream, fallback=DirectSink())
+        for _ in range(25):
+            sink.write(a_visit())
+        assert drain_buffered_visits(max_batch=10) == 25
+        assert Visit.objects.count() == 25
+
+    def test_drain_malformed_entry_dropped(self, redis_stream, redis_url):
+        client = redis_client(redis_url)
+        client.xadd(redis_stream, {"visit": "{not json"})
+        client.xadd(redis_stream, {"visit": visit_to_json(a_visit())})
+        assert drain_buffered_visits() == 1
+        assert client.xlen(redis_stream) == 0
+
+    def test_drain_without_redis_does_nothing(self, settings):
+        settings.REDIS_URL = ""
+        assert drain_buffered_visits() == 0
+
+    def test_drain_task_registered_and_drains(self, redis_stream, redis_url):
+        sink = RedisSink(url=redis_url, stream=redis_stream, fallback=DirectSink())
+        sink.write(a_visit())
+        assert drain_visit_buffer.name == "tracker.tasks.drain_visit_buffer"
+        assert drain_visit_buffer.apply().get() == 1
+        assert Visit.objects.count() == 1
+
+
+def drain_if_buffered() -> None:
+    from django.conf import settings
+
+    if settings.TRACKER_SINK == "redis":
+        drain_buffered_visits()
+
+
+@pytest.mark.django_db(transaction=True)
+class ConcurrencyTests:
+    def test_concurrent_requests_exact_visit_count(self, live_server, settings):
+        """Threads with their own cookie jars and threads sharing one session, all at once."""
+        if settings.TRACKER_SINK == "redis":
+            redis_client(settings.REDIS_URL).delete(settings.TRACKER_REDIS_STREAM)
+        own_jar_threads, shared_threads, requests_each = 8, 4, 25
+
+        def opener(cookie: str | None = None):
+            """Its own cookie jar, or a fixed cookie shared with other threads."""
+            if cookie:
+                built = urllib.request.build_opener()
+                built.addheaders = [("User-Agent", BROWSER_UA), ("Cookie", cookie)]
+                return built
+            jar = urllib.request.HTTPCookieProcessor(http.cookiejar.CookieJar())
+            built = urllib.request.build_opener(jar)
+            built.addheaders = [("User-Agent", BROWSER_UA)]
+            return built
+
+        first = opener()
+        first.open(f"{live_server.url}/").read()
+        jar = next(
+            handler.cookiejar
+            for handler in first.handlers
+            if isinstance(handler, urllib.request.HTTPCookieProcessor)
+        )
+        shared_cookie = "sessionid=" + next(
+            cookie.value for cookie in jar if cookie.name == "sessionid"
+        )
+        errors: list[Exception] = []
+
+        def browse(cookie: str | None) -> None:
+            visitor = opener(cookie)
+            try:
+                for number in range(requests_each):
+                    path = "/" if number % 2 else "/about/"
+                    visitor.open(f"{live_server.url}{path}", timeout=60).read()
+            except Exception as error:  # noqa: BLE001 - reported by the assertion below
+                errors.append(error)
+
+        threads = [threading.Thread(target=browse, args=(None,)) for _ in range(own_jar_threads)]
+        threads += [
+            threading.Thread(target=browse, args=(shared_cookie,)) for _ in range(shared_threads)
+        ]
+        for thread in threads:
+            thread.start()
+        for thread in threads:
+            thread.join()
+        assert errors == []
+        drain_if_buffered()
+        expected = 1 + (own_jar_threads + shared_threads) * requests_each
+        assert Visit.objects.count() == expected
+        # One tracked session per own jar, plus the shared one.
+        assert Visit.objects.values("tracking_id").distinct().count() == own_jar_threads + 1
+        if settings.TRACKER_SINK == "redis":
+            redis_client(settings.REDIS_URL).delete(settings.TRACKER_REDIS_STREAM)

@@ -1,0 +1,118 @@
+from __future__ import annotations
+
+import uuid
+
+import pytest
+from django.contrib.sessions.backends.signed_cookies import SessionStore
+from django.http import HttpResponse
+from django.test import RequestFactory
+from hypothesis import given
+from hypothesis import strategies as st
+
+from tests.tracker.user_agents import BROWSER_UA
+from tracker.classify import classify_user_agent
+from tracker.models import HOST_MAX_LENGTH, PATH_MAX_LENGTH, UTM_MAX_LENGTH
+from tracker.recording import (
+    TRACKING_ID_SESSION_KEY,
+    clean_text,
+    referrer_host,
+    tracking_id_for,
+    visit_build,
+)
+
+
+def build(path: str = "/", **meta) -> dict:
+    request = RequestFactory().get(path, headers={"user-agent": BROWSER_UA}, **meta)
+    request.session = SessionStore()
+    return visit_build(
+        request=request,
+        response=HttpResponse(status=200),
+        agent=classify_user_agent(BROWSER_UA),
+        elapsed_ms=7,
+    )
+
+
+class CleanTextTests:
+    @given(st.text(), st.integers(min_value=1, max_value=600))
+    def test_clean_text_any_input_storable_and_capped(self, value, max_length):
+        cleaned = clean_text(value, max_length=max_length)
+        assert len(cleaned) <= max_length
+        assert "\x00" not in cleaned
+        cleaned.encode("utf-8")
+
+    def test_clean_text_replaces_nul_and_surrogates(self):
+        assert clean_text("a\x00b\ud800c", max_length=10) == "a\ufffdb?c"
+
+
+class ReferrerHostTests:
+    @pytest.mark.parametrize(
+        ("referrer", "expected"),
+        [
+            ("https://news.ycombinator.com/item?id=1", "news.ycombinator.com"),
+            ("https://WWW.Example.ORG:8443/path", "www.example.org"),
+            ("https://testserver/about/", ""),
+            ("http://testserver:8000/", ""),
+            ("", ""),
+            ("not a url", ""),
+            ("http://[::1", ""),
+            ("https://<script>alert(1)</script>/", "<script>alert(1)<"),
+        ],
+    )
+    def test_referrer_host_cases(self, referrer, expected):
+        assert referrer_host(referrer=referrer, site_host="testserver") == expected
+
+    def test_referrer_host_capped(self):
+        host = "a" * 1000 + ".com"
+        assert len(referrer_host(referrer=f"https://{host}/", site_host="x")) == HOST_MAX_LENGTH
+
+
+class TrackingIdTests:
+    def test_tracking_id_created_then_kept(self):
+        session = SessionStore()
+        first = tracking_id_for(session)
+        assert session[TRACKING_ID_SESSION_KEY] == str(first)
+        assert tracking_id_for(session) == first
+
+    def test_tracking_id_invalid_value_replaced(self):
+        session = SessionStore()
+        session[TRACKING_ID_SESSION_KEY] = "<script>"
+        assert isinstance(tracking_id_for(session), uuid.UUID)
+        assert session[TRACKING_ID_SESSION_KEY] != "<script>"
+
+
+class VisitBuildTests:
+    def test_visit_build_normalises_path_and_utm(self):
+        visit = build(
+            "/pricing/?utm_source=hn&utm_medium=social&utm_campaign=launch&secret=1",
+            HTTP_REFERER="https://news.ycombinator.com/",
+        )
+        assert visit["path"] == "/pricing/"
+        assert (visit["utm_source"], visit["utm_medium"], visit["utm_campaign"]) == (
+            "hn",
+            "social",
+            "launch",
+        )
+        assert visit["referrer_host"] == "news.ycombinator.com"
+        assert (visit["browser"], visit["os"], visit["device"]) == ("Chrome", "Linux", "desktop")
+        assert visit["status_code"] == 200
+        assert visit["response_ms"] == 7
+        assert visit["visited_at"].utcoffset().total_seconds() == 0
+        assert "secret" not in str(visit)
+
+    def test_visit_build_caps_lengths(self):
+        visit = build("/" + "p" * 10_000 + "?utm_source=" + "s" * 500)
+        assert len(visit["path"]) == PATH_MAX_LENGTH
+        assert len(visit["utm_source"]) == UTM_MAX_LENGTH
+
+    def test_visit_build_fresh_event_ids(self):
+        assert build()["event_id"] != build()["event_id"]
+
+    def test_visit_build_stores_no_identifying_fields(self):
+        visit = build("/", REMOTE_ADDR="203.0.113.9")
+        assert set(visit) == {
+            "event_id", "tracking_id", "visited_at", "path", "utm_source", "utm_medium",
+            "utm_campaign", "referrer_host", "browser", "os", "device", "status_code",
+            "response_ms",
+        }  # fmt: skip
+        assert "203.0.113.9" not in str(visit)
+        assert BROWSER_UA not in str(visit)

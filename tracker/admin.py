@@ -1,0 +1,69 @@
+"""Read-only admin for the tracker: raw visits and rollups are written by code, never by hand."""
+
+from __future__ import annotations
+
+from django.contrib import admin
+
+from tracker.models import AggregationState, PageHourly, SessionHourly, TrackedSession, Visit
+
+
+class ReadOnlyAdmin(admin.ModelAdmin):
+    """Show rows; refuse add, change and delete (the view permission still applies)."""
+
+    def has_add_permission(self, request, obj=None) -> bool:
+        return False
+
+    def has_change_permission(self, request, obj=None) -> bool:
+        return False
+
+    def has_delete_permission(self, request, obj=None) -> bool:
+        return False
+
+
+@admin.register(Visit)
+class VisitAdmin(ReadOnlyAdmin):
+    list_display = [
+        "visited_at", "path", "status_code", "response_ms", "referrer_host", "browser", "os",
+        "device", "tracking_id",
+    ]  # fmt: skip
+    list_filter = ["device", "browser", "os", "status_code", "visited_at"]
+    search_fields = ["path"]
+    date_hierarchy = "visited_at"
+    ordering = ["-id"]
+    # The changelist must not count a table of millions of rows on every page.
+    show_full_result_count = False
+
+
+@admin.register(TrackedSession)
+class TrackedSessionAdmin(ReadOnlyAdmin):
+    list_display = [
+        "tracking_id", "first_seen", "last_seen", "pageviews", "duration_seconds", "entry_path",
+        "exit_path", "referrer_host", "device", "ended",
+    ]  # fmt: skip
+    list_filter = ["ended", "device", "browser", "os", "first_seen"]
+    search_fields = ["entry_path", "exit_path"]
+    ordering = ["-first_seen"]
+    show_full_result_count = False
+
+
+@admin.register(PageHourly)
+class PageHourlyAdmin(ReadOnlyAdmin):
+    list_display = ["hour", "path", "pageviews", "sessions"]
+    list_filter = ["hour"]
+    search_fields = ["path"]
+    ordering = ["-hour", "path"]
+    show_full_result_count = False
+
+
+@admin.register(SessionHourly)
+class SessionHourlyAdmin(ReadOnlyAdmin):
+    list_display = ["hour", "dimension", "value", "sessions", "pageviews", "bounces"]
+    list_filter = ["dimension", "hour"]
+    search_fields = ["value"]
+    ordering = ["-hour", "dimension", "value"]
+    show_full_result_count = False
+
+
+@admin.register(AggregationState)
+class AggregationStateAdmin(ReadOnlyAdmin):
+    list_display = ["name", "last_visit_id", "updated_at"]

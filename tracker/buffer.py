@@ -1,0 +1,200 @@
+"""Where a visit goes from the request path: one small interface, two sinks, and the drain.
+
+- ``DirectSink``: one parameterised INSERT on the request's own database connection.
+- ``RedisSink``: one XADD into a Redis stream; ``drain_buffered_visits`` moves the stream into
+  the database in bulk (at-least-once, idempotent on ``event_id``). If Redis is unreachable the
+  visit goes through the direct sink instead: nothing is lost.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import socket
+import time
+import uuid
+from datetime import datetime
+from typing import Protocol
+
+import redis
+from django.conf import settings
+from django.db import connections, transaction
+
+from tracker.models import Visit
+
+logger = logging.getLogger(__name__)
+
+DRAIN_GROUP = "tracker-drain"
+# A drainer that read entries and died leaves them pending; after this long another takes them.
+RECLAIM_IDLE_MS = 60_000
+# One drain call stops after this many full batches, so a flood cannot pin a worker forever.
+MAX_BATCHES_PER_DRAIN = 100
+FALLBACK_LOG_INTERVAL_SECONDS = 60.0
+VISIT_FIELDS = [field for field in Visit._meta.concrete_fields if not field.primary_key]
+
+
+class VisitSink(Protocol):
+    def write(self, visit: dict) -> None:
+        """Store one visit durably enough that a crash of the app process loses nothing."""
+
+
+class DirectSink:
+    """Insert one visit with one raw statement on the request's existing connection.
+
+    The ORM's per-row overhead cost ~35% of the counter page's throughput here; a prepared
+    column list and one ``execute`` cost a fraction of that. On PostgreSQL, outside a
+    transaction, the insert commits with ``synchronous_commit`` off for that statement only: the
+    app crashing loses nothing, a crash of PostgreSQL itself can lose the last few milliseconds
+    of visits (never corrupt them); every other write keeps full durability.
+    """
+
+    def __init__(self, *, using: str = "default") -> None:
+        self.using = using
+        connection = connections[using]
+        quote = connection.ops.quote_name
+        columns = ", ".join(quote(field.column) for field in VISIT_FIELDS)
+        placeholders = ", ".join(["%s"] * len(VISIT_FIELDS))
+        table = quote(Visit._meta.db_table)
+        self.insert_sql = f"INSERT INTO {table} ({columns}) VALUES ({placeholders})"  # noqa: S608
+        self.fast_commit_sql = None
+        if connection.vendor == "postgresql":
+            # set_config(..., true) is SET LOCAL: it ends with this statement's own transaction.
+            self.fast_commit_sql = (
+                "WITH durability AS (SELECT set_config('synchronous_commit', 'off', true)) "  # noqa: S608
+                f"INSERT INTO {table} ({columns}) SELECT {placeholders} FROM durability"
+            )
+
+    def write(self, visit: dict) -> None:
+        connection = connections[self.using]
+        params = [
+            field.get_db_prep_save(visit[field.attname], connection) for field in VISIT_FIELDS
+        ]
+        in_transaction = connection.in_atomic_block
+        sql = (
+            self.insert_sql if in_transaction or not self.fast_commit_sql else self.fast_commit_sql
+        )
+        if in_transaction:
+            # Inside a caller's transaction: a savepoint, so a failed insert cannot poison it.
+            with transaction.atomic(using=self.using), connection.cursor() as cursor:
+                cursor.execute(sql, params)
+            return
+        with connection.cursor() as cursor:
+            cursor.execute(sql, params)
+
+
+def visit_to_json(visit: dict) -> str:
+    return json.dumps(visit, default=str, separators=(",", ":"))
+
+
+def visit_from_json(encoded: str) -> Visit:
+    fields = json.loads(encoded)
+    fields["event_id"] = uuid.UUID(fields["event_id"])
+    fields["tracking_id"] = uuid.UUID(fields["tracking_id"])
+    fields["visited_at"] = datetime.fromisoformat(fields["visited_at"])
+    return Visit(**{field.attname: fields[field.attname] for field in VISIT_FIELDS})
+
+
+def visits_decoded(entries: list[tuple[str, dict]]) -> list[Visit]:
+    """Decode stream entries; a malformed one is logged and dropped rather than block the drain."""
+    visits = []
+    for entry_id, fields in entries:
+        try:
+            visits.append(visit_from_json(fields["visit"]))
+        except (KeyError, TypeError, ValueError):
+            logger.error("Dropping malformed buffered visit %s: %r", entry_id, fields)
+    return visits
+
+
+def redis_client(url: str) -> redis.Redis:
+    # Short timeouts: a stalled Redis must cost a page view milliseconds, not seconds.
+    return redis.Redis.from_url(
+        url, decode_responses=True, socket_connect_timeout=0.25, socket_timeout=0.5
+    )
+
+
+class RedisSink:
+    """Append one visit to a Redis stream with one XADD; fall back to the direct sink."""
+
+    def __init__(self, *, url: str, stream: str, fallback: VisitSink) -> None:
+        self.client = redis_client(url)
+        self.stream = stream
+        self.fallback = fallback
+        self.fallback_count = 0
+        self._last_fallback_log = -FALLBACK_LOG_INTERVAL_SECONDS
+
+    def write(self, visit: dict) -> None:
+        try:
+            self.client.xadd(self.stream, {"visit": visit_to_json(visit)})
+        except redis.RedisError as error:
+            # A timeout may hide an XADD that did land: the drain's insert is idempotent on
+            # event_id, so writing the visit directly as well cannot double-count it.
+            self.fallback_count += 1
+            now = time.monotonic()
+            if now - self._last_fallback_log >= FALLBACK_LOG_INTERVAL_SECONDS:
+                self._last_fallback_log = now
+                logger.warning(
+                    "Redis visit buffer unreachable (%s); writing visits to the database "
+                    "directly (%d so far).",
+                    error,
+                    self.fallback_count,
+                )
+            self.fallback.write(visit)
+
+
+def sink_from_settings() -> VisitSink:
+    """Return the sink the settings ask for; called once, by the middleware's ``__init__``."""
+    direct = DirectSink()
+    if settings.TRACKER_SINK == "redis":
+        return RedisSink(
+            url=settings.REDIS_URL, stream=settings.TRACKER_REDIS_STREAM, fallback=direct
+        )
+    return direct
+
+
+def _stream_entries(response) -> list[tuple[str, dict]]:
+    """Flatten an XREADGROUP reply (RESP2 list or RESP3 mapping) into (id, fields) pairs."""
+    if isinstance(response, dict):
+        return [entry for entries in response.values() for entry in entries]
+    return [entry for _stream, entries in response or [] for entry in entries]
+
+
+def drain_buffered_visits(*, max_batch: int = 5000, reclaim_idle_ms: int = RECLAIM_IDLE_MS) -> int:
+    """Move buffered visits from the Redis stream into the database; return how many.
+
+    At-least-once: entries are acknowledged and deleted only after their rows are inserted, and
+    the insert ignores event ids already stored, so a crash, a retry or a second drainer never
+    double-counts. Entries left pending by a drainer that died are reclaimed after
+    ``reclaim_idle_ms``. Without Redis there is nothing to drain.
+    """
+    if not settings.REDIS_URL:
+        return 0
+    client = redis_client(settings.REDIS_URL)
+    stream = settings.TRACKER_REDIS_STREAM
+    consumer = f"{socket.gethostname()}-{os.getpid()}"
+    try:
+        client.xgroup_create(stream, DRAIN_GROUP, id="0", mkstream=True)
+    except redis.ResponseError as error:
+        if "BUSYGROUP" not in str(error):
+            raise
+    drained = 0
+    for _batch in range(MAX_BATCHES_PER_DRAIN):
+        _next_id, entries, _deleted = client.xautoclaim(
+            stream, DRAIN_GROUP, consumer, min_idle_time=reclaim_idle_ms, count=max_batch
+        )
+        if len(entries) < max_batch:
+            fresh = client.xreadgroup(
+                DRAIN_GROUP, consumer, {stream: ">"}, count=max_batch - len(entries)
+            )
+            entries = list(entries) + _stream_entries(fresh)
+        if not entries:
+            break
+        visits = visits_decoded(entries)
+        Visit.objects.bulk_create(visits, batch_size=1000, ignore_conflicts=True)
+        entry_ids = [entry_id for entry_id, _fields in entries]
+        client.xack(stream, DRAIN_GROUP, *entry_ids)
+        client.xdel(stream, *entry_ids)
+        drained += len(visits)
+        if len(entries) < max_batch:
+            break
+    return drained

@@ -1,0 +1,63 @@
+"""Celery tasks: thin doors that take primitive arguments and call one function each.
+
+Every task is safe to run twice; transient failures (a database or Redis hiccup) are retried.
+"""
+
+from __future__ import annotations
+
+import redis
+from celery import shared_task
+from django.db import InterfaceError, OperationalError
+
+from tracker import retention, rollups
+from tracker.buffer import drain_buffered_visits
+
+# Connection errors to the database or the broker: worth retrying later with backoff.
+TRANSIENT_ERRORS = (OperationalError, InterfaceError, redis.ConnectionError, redis.TimeoutError)
+
+
+@shared_task(
+    name="tracker.tasks.drain_visit_buffer",
+    autoretry_for=TRANSIENT_ERRORS,
+    retry_backoff=True,
+    max_retries=5,
+)
+def drain_visit_buffer(max_batch: int = 5000) -> int:
+    """Move visits buffered in Redis into the database; a re-run never double-counts."""
+    return drain_buffered_visits(max_batch=max_batch)
+
+
+@shared_task(
+    name="tracker.tasks.aggregate_visits",
+    autoretry_for=TRANSIENT_ERRORS,
+    retry_backoff=True,
+    retry_backoff_max=300,
+    max_retries=5,
+)
+def aggregate_visits() -> int:
+    """Fold the visits that arrived since the last run into the rollups; return how many."""
+    return rollups.visits_aggregate()
+
+
+@shared_task(
+    name="tracker.tasks.clear_expired_sessions",
+    autoretry_for=TRANSIENT_ERRORS,
+    retry_backoff=True,
+    retry_backoff_max=300,
+    max_retries=5,
+)
+def clear_expired_sessions() -> int:
+    """Clear expired Django sessions and mark their tracked sessions ended; return how many."""
+    return retention.sessions_clear_expired()
+
+
+@shared_task(
+    name="tracker.tasks.prune_raw_visits",
+    autoretry_for=TRANSIENT_ERRORS,
+    retry_backoff=True,
+    retry_backoff_max=300,
+    max_retries=5,
+)
+def prune_raw_visits() -> int:
+    """Delete raw visits past retention that are already aggregated; return how many."""
+    return retention.raw_visits_prune()

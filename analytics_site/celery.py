@@ -5,6 +5,7 @@ from __future__ import annotations
 import os
 
 from celery import Celery
+from celery.schedules import crontab
 
 os.environ.setdefault("DJANGO_SETTINGS_MODULE", "analytics_site.settings")
 
@@ -28,8 +29,39 @@ app.conf.update(
 )
 app.autodiscover_tasks()
 
-# The one place where periodic work is scheduled; each period says why.
-app.conf.beat_schedule = {}
+# The one place where periodic work is scheduled; each period says why. Each entry expires
+# after its own period: if no worker consumes for a while, stale copies are dropped rather than
+# run back to back (every run catches up on everything anyway).
+app.conf.beat_schedule = {
+    # Every 5 s: keeps the Redis buffer short, so little is lost if Redis dies and the "live"
+    # figure stays fresh; a no-op without Redis.
+    "drain-visit-buffer": {
+        "task": "tracker.tasks.drain_visit_buffer",
+        "schedule": 5.0,
+        "options": {"expires": 5},
+    },
+    # Every minute: dashboards lag raw visits by at most about a minute, and each run stays
+    # small (a minute of visits), far below the task's time limit.
+    "aggregate-visits": {
+        "task": "tracker.tasks.aggregate_visits",
+        "schedule": 60.0,
+        "options": {"expires": 60},
+    },
+    # Hourly: sessions live for days (SESSION_COOKIE_AGE), so an hour's delay in clearing them
+    # is invisible, and the query stays rare.
+    "clear-expired-sessions": {
+        "task": "tracker.tasks.clear_expired_sessions",
+        "schedule": crontab(minute=17),
+        "options": {"expires": 3600},
+    },
+    # Daily: retention is counted in days (TRACKER_RAW_RETENTION_DAYS); one quiet-hour run
+    # deletes a day's worth of old rows in short batches.
+    "prune-raw-visits": {
+        "task": "tracker.tasks.prune_raw_visits",
+        "schedule": crontab(hour=3, minute=41),
+        "options": {"expires": 24 * 3600},
+    },
+}
 
 
 @app.task(name="analytics_site.ping")

@@ -1,0 +1,27 @@
+"""Aggregate raw visits into the rollups by hand, as the ``aggregate_visits`` task does."""
+
+from __future__ import annotations
+
+from django.core.management.base import BaseCommand
+
+from tracker import rollups
+
+
+class Command(BaseCommand):
+    help = "Aggregate new raw visits into the rollups (--rebuild recomputes them all)."
+
+    def add_arguments(self, parser):
+        parser.add_argument(
+            "--rebuild",
+            action="store_true",
+            help="Recompute every rollup from the raw visits still stored.",
+        )
+        parser.add_argument("--batch-size", type=int, default=rollups.DEFAULT_BATCH_SIZE)
+
+    def handle(self, *args, rebuild: bool, batch_size: int, **options):
+        if rebuild:
+            count = rollups.rollups_rebuild(batch_size=batch_size)
+            self.stdout.write(f"Rebuilt the rollups from {count} raw visits.")
+        else:
+            count = rollups.visits_aggregate(batch_size=batch_size)
+            self.stdout.write(f"Aggregated {count} new visits.")

@@ -1,0 +1,71 @@
+"""Expired sessions and raw-visit pruning: what is kept, for how long, and why.
+
+Rollups (``TrackedSession``, ``PageHourly``, ``SessionHourly``) are kept forever; only Django's
+expired sessions and raw visits that are both old and already aggregated are deleted.
+"""
+
+from __future__ import annotations
+
+import logging
+from datetime import timedelta
+from importlib import import_module
+
+from django.conf import settings
+from django.db.models import Subquery
+from django.utils import timezone
+
+from tracker.models import AggregationState, TrackedSession, Visit
+from tracker.rollups import STATE_NAME
+
+logger = logging.getLogger(__name__)
+
+# These engines keep nothing server-side to clear: the cache expires its own keys, and a signed
+# cookie carries its own expiry. Their clear_expired() is a documented no-op.
+NO_OP_ENGINES = {
+    "django.contrib.sessions.backends.cache",
+    "django.contrib.sessions.backends.signed_cookies",
+}
+DEFAULT_PRUNE_BATCH = 10_000
+
+
+def sessions_clear_expired() -> int:
+    """Clear expired Django sessions, then mark tracked sessions ended; return how many ended.
+
+    The tracker writes the tracking id into the session data when it creates the session, and
+    keeps no session key, so the two are matched by time: a tracked session with no visit for
+    ``SESSION_COOKIE_AGE`` has no Django session left (Django's expiry is at most that long after
+    the last write). A later visit with the same tracking id reopens it (aggregation clears
+    ``ended``). Its analytics are never deleted.
+    """
+    engine = settings.SESSION_ENGINE
+    if engine in NO_OP_ENGINES:
+        logger.info("session engine %s expires sessions itself: nothing to clear", engine)
+    import_module(engine).SessionStore.clear_expired()
+
+    cutoff = timezone.now() - timedelta(seconds=settings.SESSION_COOKIE_AGE)
+    ended = TrackedSession.objects.filter(ended=False, last_seen__lt=cutoff).update(ended=True)
+    logger.info("marked %d tracked sessions ended (no visit since %s)", ended, cutoff)
+    return ended
+
+
+def raw_visits_prune(*, batch_size: int = DEFAULT_PRUNE_BATCH) -> int:
+    """Delete raw visits past retention that are already aggregated, in short batches.
+
+    Each batch is its own short transaction, so neither the tracker's inserts nor aggregation
+    wait long on the table. Returns how many visits were deleted.
+    """
+    cutoff = timezone.now() - timedelta(days=settings.TRACKER_RAW_RETENTION_DAYS)
+    state = AggregationState.objects.filter(name=STATE_NAME).first()
+    watermark = state.last_visit_id if state else 0
+    prunable = Visit.objects.filter(visited_at__lt=cutoff, id__lte=watermark)
+    deleted_total = 0
+    while True:
+        batch = prunable.order_by("id").values("id")[:batch_size]
+        deleted, _ = Visit.objects.filter(id__in=Subquery(batch)).delete()
+        deleted_total += deleted
+        if deleted < batch_size:
+            break
+    logger.info(
+        "pruned %d raw visits before %s (aggregated up to id %d)", deleted_total, cutoff, watermark
+    )
+    return deleted_total

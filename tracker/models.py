@@ -55,7 +55,8 @@ class TrackedSession(models.Model):
     """One tracked session's summary, derived from its visits by aggregation."""
 
     tracking_id = models.UUIDField(primary_key=True)
-    first_seen = models.DateTimeField(db_index=True)
+    # Range queries on first_seen use the (first_seen, pageviews) index below.
+    first_seen = models.DateTimeField()
     last_seen = models.DateTimeField(db_index=True)
     pageviews = models.PositiveIntegerField()
     duration_seconds = models.PositiveIntegerField(default=0)
@@ -70,11 +71,13 @@ class TrackedSession(models.Model):
     os = models.CharField(max_length=FAMILY_MAX_LENGTH, blank=True, default="")
     device = models.CharField(max_length=10, choices=Device.choices, default=Device.OTHER)
     # Set once the Django session behind it has expired; its analytics are kept.
-    ended = models.BooleanField(default=False, db_index=True)
+    ended = models.BooleanField(default=False)
 
     class Meta:
         indexes = [
             models.Index(fields=["first_seen", "pageviews"], name="session_start_pages"),
+            # The busiest sessions of a range: read from the top pageviews down.
+            models.Index(fields=["pageviews", "first_seen"], name="session_pages_start"),
         ]
 
     def __str__(self) -> str:

@@ -1,0 +1,158 @@
+"""Validate the dashboard's query string: a range or a custom start/end, a path filter, a page.
+
+Every dashboard URL takes the same parameters; hostile values are ordinary traffic, so anything
+that does not parse becomes a form error (a 400 with its message), never an exception.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+from dataclasses import dataclass
+from urllib.parse import urlencode
+
+from django import forms
+from django.utils import timezone
+
+from tracker.models import PATH_MAX_LENGTH
+
+RANGE_CHOICES = [
+    ("today", "Today"),
+    ("24h", "Last 24 hours"),
+    ("7d", "Last 7 days"),
+    ("30d", "Last 30 days"),
+    ("90d", "Last 90 days"),
+]
+SHORT_LABELS = {"today": "Today", "24h": "24h", "7d": "7 days", "30d": "30 days", "90d": "90 days"}
+RANGE_DAYS = {"7d": 7, "30d": 30, "90d": 90}
+DEFAULT_RANGE = "7d"
+MAX_SPAN_DAYS = 3 * 366
+MAX_PAGE = 10_000
+HOUR = dt.timedelta(hours=1)
+
+
+@dataclass(frozen=True)
+class Period:
+    """A half-open interval [start, end) aligned to whole hours, as the rollups are."""
+
+    start: dt.datetime
+    end: dt.datetime
+    range_key: str  # "today", "24h", ... or "custom"
+    label: str
+
+    @property
+    def span(self) -> dt.timedelta:
+        return self.end - self.start
+
+    @property
+    def last_moment(self) -> dt.datetime:
+        """The last instant inside the period, for display (the end itself is excluded)."""
+        return self.end - dt.timedelta(microseconds=1)
+
+    @property
+    def previous(self) -> Period:
+        """The period of the same length just before this one: the baseline of each change."""
+        return Period(self.start - self.span, self.start, "previous", "previous period")
+
+    @property
+    def hourly(self) -> bool:
+        """Charts go per hour up to two days, per day beyond."""
+        return self.span <= dt.timedelta(days=2)
+
+
+def floor_hour(moment: dt.datetime) -> dt.datetime:
+    return moment.replace(minute=0, second=0, microsecond=0)
+
+
+def local_midnight(day: dt.date) -> dt.datetime:
+    """Midnight of a calendar day in the site's time zone, as an aware datetime."""
+    return timezone.make_aware(dt.datetime.combine(day, dt.time.min))
+
+
+class DashboardFilterForm(forms.Form):
+    range = forms.ChoiceField(choices=RANGE_CHOICES, required=False)
+    start = forms.DateField(required=False, input_formats=["%Y-%m-%d"])
+    end = forms.DateField(required=False, input_formats=["%Y-%m-%d"])
+    path = forms.CharField(required=False, max_length=PATH_MAX_LENGTH, strip=True)
+    page = forms.IntegerField(required=False, min_value=1, max_value=MAX_PAGE)
+
+    def clean_path(self) -> str:
+        path = self.cleaned_data["path"]
+        if path and any(ord(char) < 32 for char in path):
+            raise forms.ValidationError("The path must not contain control characters.")
+        return path
+
+    def clean(self) -> dict:
+        cleaned = super().clean()
+        if self.errors:
+            return cleaned
+        start, end = cleaned.get("start"), cleaned.get("end")
+        if cleaned.get("range") and (start or end):
+            raise forms.ValidationError("Give either range= or start= and end=, not both.")
+        if bool(start) != bool(end):
+            raise forms.ValidationError("A custom range needs both start= and end= (YYYY-MM-DD).")
+        if start and end:
+            if end < start:
+                raise forms.ValidationError("end= must be on or after start=.")
+            if (end - start).days + 1 > MAX_SPAN_DAYS:
+                raise forms.ValidationError(
+                    f"A custom range may span at most {MAX_SPAN_DAYS} days."
+                )
+            if start.year < 2000 or end.year > 2999:
+                raise forms.ValidationError(
+                    "start= and end= must lie between the years 2000 and 2999."
+                )
+        return cleaned
+
+    def period(self, *, now: dt.datetime) -> Period:
+        """Resolve the validated parameters into the hour-aligned period they mean."""
+        start, end = self.cleaned_data.get("start"), self.cleaned_data.get("end")
+        if start and end:
+            label = f"{start:%d %b %Y} to {end:%d %b %Y}"
+            return Period(
+                local_midnight(start), local_midnight(end + dt.timedelta(days=1)), "custom", label
+            )
+        key = self.cleaned_data.get("range") or DEFAULT_RANGE
+        label = dict(RANGE_CHOICES)[key]
+        current_hour_end = floor_hour(now) + HOUR
+        if key == "24h":
+            return Period(current_hour_end - 24 * HOUR, current_hour_end, key, label)
+        today = timezone.localdate(now)
+        if key == "today":
+            return Period(local_midnight(today), current_hour_end, key, label)
+        first_day = today - dt.timedelta(days=RANGE_DAYS[key] - 1)
+        tomorrow = today + dt.timedelta(days=1)
+        return Period(local_midnight(first_day), local_midnight(tomorrow), key, label)
+
+    def query_string(self, **changes: object) -> str:
+        """The current valid parameters as a query string, with some replaced or dropped (None)."""
+        params = {
+            name: self.cleaned_data.get(name) for name in ("range", "start", "end", "path", "page")
+        }
+        params.update(changes)
+        if changes.get("range"):
+            params["start"] = params["end"] = None
+        if changes.get("start"):
+            params["range"] = None
+        pairs = [(name, str(value)) for name, value in params.items() if value not in (None, "")]
+        return urlencode(pairs)
+
+    def range_links(self, period: Period) -> list[dict]:
+        """The range selector's links, keeping the path filter and restarting at page one."""
+        return [
+            {
+                "key": key,
+                "label": SHORT_LABELS[key],
+                "title": label,
+                "query": self.query_string(range=key, page=None),
+                "current": period.range_key == key,
+            }
+            for key, label in RANGE_CHOICES
+        ]
+
+    def error_message(self) -> str:
+        """All errors in one line, naming the parameter each one is about."""
+        parts = []
+        for field, messages in self.errors.items():
+            prefix = "" if field == "__all__" else f"{field}: "
+            parts.extend(f"{prefix}{message}" for message in messages)
+        return " ".join(parts)

@@ -1,0 +1,186 @@
+"""What each dashboard panel needs: the queries it runs and the charts it draws.
+
+A panel rendered alone (an htmx request) runs only its own queries, so polling "live" or paging
+the sessions table never recomputes the rest of the page.
+
+Rollups change only when an aggregation run (or a rebuild) commits, and each run stamps the
+aggregation state. Rollup panels are therefore cached under that stamp: exact, never stale, and
+recomputed once after each run. "live" and the sessions table are always read fresh.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import hashlib
+from collections.abc import Callable
+
+from django.core.cache import cache
+
+from dashboard import charts, queries
+from dashboard.forms import Period
+from tracker.models import AggregationState
+
+Dimension = queries.Dimension
+SESSIONS_PER_PAGE = 25
+BREAKDOWN_LIMIT = 10
+BUSIEST_LIMIT = 10
+
+PAGE_DIMENSIONS = [Dimension.ENTRY_PATH, Dimension.EXIT_PATH]
+SOURCE_DIMENSIONS = [
+    Dimension.REFERRER,
+    Dimension.UTM_SOURCE,
+    Dimension.UTM_MEDIUM,
+    Dimension.UTM_CAMPAIGN,
+]
+TECH_DIMENSIONS = [Dimension.BROWSER, Dimension.OS, Dimension.DEVICE]
+
+
+PANEL_CACHE_SECONDS = 15 * 60
+
+
+def _headline(*, period: Period, path: str, page: int, now: dt.datetime) -> dict:
+    return {"headline": queries.headline_totals(start=period.start, end=period.end, path=path)}
+
+
+def _live(*, period: Period, path: str, page: int, now: dt.datetime) -> dict:
+    return {"live_sessions": queries.live_sessions(now=now)}
+
+
+def _visits(*, period: Period, path: str, page: int, now: dt.datetime) -> dict:
+    histogram = queries.pages_per_session_histogram(start=period.start, end=period.end)
+    busiest = queries.busiest_sessions(
+        start=period.start, end=period.end, limit=BUSIEST_LIMIT, path=path, histogram=histogram
+    )
+    return {
+        "histogram": histogram,
+        "histogram_figure": charts.pages_per_session_figure(histogram),
+        "busiest": busiest,
+        "busiest_figure": charts.busiest_sessions_figure(busiest) if busiest else None,
+    }
+
+
+def _over_time(*, period: Period, path: str, page: int, now: dt.datetime) -> dict:
+    points = queries.timeseries(start=period.start, end=period.end, path=path)
+    return {
+        "timeseries": points,
+        "timeseries_hourly": period.hourly,
+        "timeseries_figure": charts.timeseries_figure(points, hourly=period.hourly),
+    }
+
+
+def _breakdown(dimensions: list[str]) -> Callable[..., dict]:
+    def build(*, period: Period, path: str, page: int, now: dt.datetime) -> dict:
+        rows = queries.dimension_breakdown(
+            start=period.start,
+            end=period.end,
+            dimensions=dimensions,
+            limit=BREAKDOWN_LIMIT,
+            path=path,
+        )
+        return {f"breakdown_{dimension}": rows[dimension] for dimension in dimensions}
+
+    return build
+
+
+def _pages(*, period: Period, path: str, page: int, now: dt.datetime) -> dict:
+    return {
+        "top_pages": queries.top_pages(
+            start=period.start, end=period.end, limit=BREAKDOWN_LIMIT, path=path
+        ),
+        **_breakdown(PAGE_DIMENSIONS)(period=period, path=path, page=page, now=now),
+    }
+
+
+def _sessions(*, period: Period, path: str, page: int, now: dt.datetime) -> dict:
+    total = queries.session_count(start=period.start, end=period.end, path=path)
+    page_count = max(1, -(-total // SESSIONS_PER_PAGE))
+    page = min(page, page_count)
+    sessions = queries.sessions_page(
+        start=period.start, end=period.end, page=page, per_page=SESSIONS_PER_PAGE, path=path
+    )
+    first = (page - 1) * SESSIONS_PER_PAGE + 1
+    return {
+        "sessions": sessions,
+        "sessions_last": first + len(sessions) - 1,
+        "sessions_total": total,
+        "sessions_page": page,
+        "sessions_page_count": page_count,
+        "sessions_first": first,
+    }
+
+
+# Each panel (an htmx target) is made of parts; parts named in CACHED_PARTS read rollups only.
+PANELS: dict[str, list[str]] = {
+    "cards": ["headline", "live"],
+    "live": ["live"],
+    "visits": ["visits"],
+    "over-time": ["over-time"],
+    "pages": ["pages"],
+    "sources": ["sources"],
+    "tech": ["tech"],
+    "sessions": ["sessions"],
+}
+PARTS: dict[str, Callable[..., dict]] = {
+    "headline": _headline,
+    "live": _live,
+    "visits": _visits,
+    "over-time": _over_time,
+    "pages": _pages,
+    "sources": _breakdown(SOURCE_DIMENSIONS),
+    "tech": _breakdown(TECH_DIMENSIONS),
+    "sessions": _sessions,
+}
+CACHED_PARTS = {"headline", "visits", "over-time", "pages", "sources", "tech"}
+PAGE_PANELS = ["cards", "visits", "over-time", "pages", "sources", "tech", "sessions"]
+
+
+def rollups_version() -> str:
+    """The stamp of the last aggregation run: any change to the rollups changes it."""
+    state = AggregationState.objects.values_list("last_visit_id", "updated_at").first()
+    return f"{state[0]}-{state[1].timestamp()}" if state else "none"
+
+
+def part_cache_key(part: str, *, version: str, period: Period, path: str) -> str:
+    """The one place that names dashboard cache keys (hashed: paths are long and arbitrary)."""
+    raw = f"{version}|{part}|{period.start.isoformat()}|{period.end.isoformat()}|{path}"
+    return f"dashboard:part:v1:{hashlib.sha256(raw.encode()).hexdigest()}"
+
+
+def panel_context(
+    names: list[str], *, period: Period, path: str, page: int, now: dt.datetime
+) -> dict:
+    """The context the named panels need, and nothing more; rollup parts come from the cache."""
+    parts = [part for name in names for part in PANELS[name]]
+    keys: dict[str, str] = {}
+    if any(part in CACHED_PARTS for part in parts):
+        version = rollups_version()
+        keys = {
+            part: part_cache_key(part, version=version, period=period, path=path)
+            for part in parts
+            if part in CACHED_PARTS
+        }
+    hits = cache.get_many(list(keys.values())) if keys else {}
+    context: dict = {}
+    computed: dict[str, dict] = {}
+    for part in parts:
+        key = keys.get(part)
+        if key in hits:
+            context.update(hits[key])
+            continue
+        values = PARTS[part](period=period, path=path, page=page, now=now)
+        context.update(values)
+        if key:
+            computed[key] = values
+    if computed:
+        cache.set_many(computed, timeout=PANEL_CACHE_SECONDS)
+    return context
+
+
+def stats_figures(*, period: Period, path: str, now: dt.datetime) -> dict:
+    """stats.json: its rollup figures cached like the panels, "live" always read fresh."""
+    key = part_cache_key("stats", version=rollups_version(), period=period, path=path)
+    figures = cache.get(key)
+    if figures is None:
+        figures = queries.stats_from_rollups(start=period.start, end=period.end, path=path)
+        cache.set(key, figures, timeout=PANEL_CACHE_SECONDS)
+    return {**figures, "live_sessions": queries.live_sessions(now=now)}

@@ -1,0 +1,404 @@
+"""Read functions behind the dashboard: rollups for every range, raw visits only for "live".
+
+A session belongs to a range by the hour it started. Figures of any range come from PageHourly,
+SessionHourly and TrackedSession (through its (first_seen, pageviews) index), so their cost grows
+with the number of hours, paths and sessions shown, never with the raw visit table.
+
+Pageviews follow their session: without a filter they are the pageviews of the sessions started
+in the range (so pages per session is exactly pageviews / sessions, and a few hourly rows per day
+answer every headline figure). With a path filter, page-level figures (pageviews, the time
+series' pageviews, top pages) are the views of that path in the range by visit time, and
+session-level figures are those of the sessions that entered on it. Top pages always count
+views by visit time.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import uuid
+from dataclasses import dataclass
+
+from django.db.models import Count, F, Q, Sum, Window
+from django.db.models.functions import RowNumber, TruncDay
+from django.utils import timezone
+
+from tracker.models import PageHourly, SessionHourly, TrackedSession, Visit
+
+Dimension = SessionHourly.Dimension
+PAGES_BUCKETS = ["1", "2", "3", "4-5", "6-10", "11-20", "21+"]
+LIVE_WINDOW = dt.timedelta(minutes=5)
+HOURLY_UP_TO = dt.timedelta(days=2)
+
+
+def _change(current: float | None, previous: float | None) -> float | None:
+    """Relative change against the previous period; None where there is nothing to compare."""
+    if current is None or previous is None:
+        return None
+    if previous == 0:
+        return 0.0 if current == 0 else None
+    return (current - previous) / previous
+
+
+def _session_rows(*, path: str | None):
+    """SessionHourly rows for all sessions, or for the sessions that entered on ``path``."""
+    if path:
+        return SessionHourly.objects.filter(dimension=Dimension.ENTRY_PATH, value=path)
+    return SessionHourly.objects.filter(dimension=Dimension.ALL, value="")
+
+
+def _page_rows(*, path: str | None):
+    rows = PageHourly.objects.all()
+    return rows.filter(path=path) if path else rows
+
+
+def _ratios(*, sessions: int, session_pageviews: int, bounces: int, duration: int) -> dict:
+    return {
+        "pages_per_session": round(session_pageviews / sessions, 2) if sessions else None,
+        "bounce_rate": round(bounces / sessions, 4) if sessions else None,
+        "avg_session_seconds": round(duration / sessions, 1) if sessions else None,
+    }
+
+
+def headline_totals(
+    *, start: dt.datetime, end: dt.datetime, path: str | None = None
+) -> dict[str, dict]:
+    """The headline figures of [start, end) and of the period of the same length before it.
+
+    One query (two with a path filter) summing both periods at once with filtered aggregates.
+    """
+    previous_start = start - (end - start)
+    in_current = Q(hour__gte=start)
+    in_previous = Q(hour__lt=start)
+    session_sums = (
+        _session_rows(path=path)
+        .filter(hour__gte=previous_start, hour__lt=end)
+        .aggregate(
+            cur_sessions=Sum("sessions", filter=in_current, default=0),
+            cur_session_pageviews=Sum("pageviews", filter=in_current, default=0),
+            cur_bounces=Sum("bounces", filter=in_current, default=0),
+            cur_duration=Sum("duration_seconds", filter=in_current, default=0),
+            prev_sessions=Sum("sessions", filter=in_previous, default=0),
+            prev_session_pageviews=Sum("pageviews", filter=in_previous, default=0),
+            prev_bounces=Sum("bounces", filter=in_previous, default=0),
+            prev_duration=Sum("duration_seconds", filter=in_previous, default=0),
+        )
+    )
+    if path:
+        page_sums = (
+            _page_rows(path=path)
+            .filter(hour__gte=previous_start, hour__lt=end)
+            .aggregate(
+                cur_pageviews=Sum("pageviews", filter=in_current, default=0),
+                prev_pageviews=Sum("pageviews", filter=in_previous, default=0),
+            )
+        )
+    else:
+        page_sums = {
+            "cur_pageviews": session_sums["cur_session_pageviews"],
+            "prev_pageviews": session_sums["prev_session_pageviews"],
+        }
+    periods = {}
+    for prefix, name in (("cur_", "current"), ("prev_", "previous")):
+        sessions = session_sums[f"{prefix}sessions"]
+        periods[name] = {
+            "sessions": sessions,
+            "pageviews": page_sums[f"{prefix}pageviews"],
+            **_ratios(
+                sessions=sessions,
+                session_pageviews=session_sums[f"{prefix}session_pageviews"],
+                bounces=session_sums[f"{prefix}bounces"],
+                duration=session_sums[f"{prefix}duration"],
+            ),
+        }
+    periods["change"] = {
+        key: _change(periods["current"][key], periods["previous"][key])
+        for key in periods["current"]
+    }
+    return periods
+
+
+def session_count(*, start: dt.datetime, end: dt.datetime, path: str | None = None) -> int:
+    """Sessions started in [start, end) (entered on ``path``), counted from the hourly rollup."""
+    return (
+        _session_rows(path=path)
+        .filter(hour__gte=start, hour__lt=end)
+        .aggregate(total=Sum("sessions", default=0))["total"]
+    )
+
+
+def top_pages(
+    *, start: dt.datetime, end: dt.datetime, limit: int | None, path: str | None = None
+) -> list[dict]:
+    """Paths by pageviews; ``sessions`` adds up each hour's distinct sessions of the path."""
+    rows = (
+        _page_rows(path=path)
+        .filter(hour__gte=start, hour__lt=end)
+        .values("path")
+        .annotate(total_pageviews=Sum("pageviews"), total_sessions=Sum("sessions"))
+        .order_by("-total_pageviews", "path")
+        .values_list("path", "total_pageviews", "total_sessions")
+    )
+    rows = rows[:limit] if limit else rows
+    return [
+        {"path": path, "pageviews": pageviews, "sessions": sessions}
+        for path, pageviews, sessions in rows
+    ]
+
+
+def pages_per_session_histogram(*, start: dt.datetime, end: dt.datetime) -> list[dict]:
+    """Sessions started in the range by their number of pageviews, every bucket present."""
+    counts = dict(
+        SessionHourly.objects.filter(dimension=Dimension.PAGES, hour__gte=start, hour__lt=end)
+        .values("value")
+        .annotate(total=Sum("sessions"))
+        .values_list("value", "total")
+    )
+    return [{"bucket": bucket, "sessions": counts.get(bucket, 0)} for bucket in PAGES_BUCKETS]
+
+
+def _buckets(*, start: dt.datetime, end: dt.datetime, hourly: bool) -> list[dt.datetime]:
+    """Every bucket start of the range, so that quiet hours or days show as zero."""
+    if hourly:
+        count = int((end - start) / dt.timedelta(hours=1))
+        return [start + dt.timedelta(hours=index) for index in range(count)]
+    first_day = timezone.localdate(start)
+    last_day = timezone.localdate(end - dt.timedelta(microseconds=1))
+    days = (last_day - first_day).days + 1
+    return [
+        timezone.make_aware(dt.datetime.combine(first_day + dt.timedelta(days=index), dt.time()))
+        for index in range(days)
+    ]
+
+
+def timeseries(*, start: dt.datetime, end: dt.datetime, path: str | None = None) -> list[dict]:
+    """Pageviews and sessions per hour up to two days, else per local day (see the top)."""
+    hourly = end - start <= HOURLY_UP_TO
+    bucket = F("hour") if hourly else TruncDay("hour", tzinfo=timezone.get_current_timezone())
+
+    def per_bucket(rows, *fields: str) -> dict[dt.datetime, tuple[int, ...]]:
+        grouped = (
+            rows.filter(hour__gte=start, hour__lt=end)
+            .annotate(bucket=bucket)
+            .values("bucket")
+            .annotate(**{f"total_{field}": Sum(field) for field in fields})
+            .values_list("bucket", *(f"total_{field}" for field in fields))
+        )
+        return {moment: totals for moment, *totals in grouped}
+
+    if path:
+        pageviews = {k: v[0] for k, v in per_bucket(_page_rows(path=path), "pageviews").items()}
+        sessions = {k: v[0] for k, v in per_bucket(_session_rows(path=path), "sessions").items()}
+    else:
+        both = per_bucket(_session_rows(path=None), "pageviews", "sessions")
+        pageviews = {moment: totals[0] for moment, totals in both.items()}
+        sessions = {moment: totals[1] for moment, totals in both.items()}
+    return [
+        {"t": moment, "pageviews": pageviews.get(moment, 0), "sessions": sessions.get(moment, 0)}
+        for moment in _buckets(start=start, end=end, hourly=hourly)
+    ]
+
+
+def dimension_breakdown(
+    *,
+    start: dt.datetime,
+    end: dt.datetime,
+    dimensions: list[str],
+    limit: int,
+    path: str | None = None,
+) -> dict[str, list[dict]]:
+    """The top values of several session dimensions in one query (a window ranks each one).
+
+    With a path filter only the entry page can be narrowed (rollups hold one dimension at a time).
+    """
+    rows = SessionHourly.objects.filter(hour__gte=start, hour__lt=end, dimension__in=dimensions)
+    if path:
+        rows = rows.exclude(Q(dimension=Dimension.ENTRY_PATH) & ~Q(value=path))
+    ranked = (
+        rows.values("dimension", "value")
+        .annotate(
+            total_sessions=Sum("sessions"),
+            total_pageviews=Sum("pageviews"),
+            total_bounces=Sum("bounces"),
+            total_duration=Sum("duration_seconds"),
+        )
+        .annotate(
+            rank=Window(
+                RowNumber(),
+                partition_by=[F("dimension")],
+                order_by=[F("total_sessions").desc(), F("value").asc()],
+            )
+        )
+        .filter(rank__lte=limit)
+        .order_by("dimension", "rank")
+    )
+    breakdown: dict[str, list[dict]] = {dimension: [] for dimension in dimensions}
+    for row in ranked:
+        sessions = row["total_sessions"]
+        breakdown[row["dimension"]].append(
+            {
+                "value": row["value"],
+                "sessions": sessions,
+                "pageviews": row["total_pageviews"],
+                "bounce_rate": row["total_bounces"] / sessions if sessions else None,
+                "avg_session_seconds": row["total_duration"] / sessions if sessions else None,
+            }
+        )
+    return breakdown
+
+
+SESSION_FIELDS = [
+    "tracking_id",
+    "first_seen",
+    "last_seen",
+    "pageviews",
+    "duration_seconds",
+    "entry_path",
+    "exit_path",
+    "referrer_host",
+    "utm_source",
+    "utm_medium",
+    "utm_campaign",
+    "browser",
+    "os",
+    "device",
+    "ended",
+]
+
+
+def _sessions_in(*, start: dt.datetime, end: dt.datetime, path: str | None):
+    rows = TrackedSession.objects.filter(first_seen__gte=start, first_seen__lt=end)
+    return rows.filter(entry_path=path) if path else rows
+
+
+BUCKET_LOWEST = {"1": 1, "2": 2, "3": 3, "4-5": 4, "6-10": 6, "11-20": 11, "21+": 21}
+
+
+def _busiest_threshold(histogram: list[dict], limit: int) -> int:
+    """The fewest pageviews a session of the top ``limit`` can have, read from the histogram.
+
+    It lets the database skip the many short sessions instead of sorting every session started
+    in the range.
+    """
+    counted = 0
+    for row in reversed(histogram):
+        counted += row["sessions"]
+        if counted >= limit:
+            return BUCKET_LOWEST[row["bucket"]]
+    return 1
+
+
+def busiest_sessions(
+    *,
+    start: dt.datetime,
+    end: dt.datetime,
+    limit: int,
+    path: str | None = None,
+    histogram: list[dict] | None = None,
+) -> list[dict]:
+    """The sessions with the most pageviews among those started in the range.
+
+    ``histogram`` (this range's pages_per_session_histogram, site-wide) bounds the search when
+    there is no path filter.
+    """
+    rows = _sessions_in(start=start, end=end, path=path)
+    if histogram is not None and not path:
+        rows = rows.filter(pageviews__gte=_busiest_threshold(histogram, limit))
+    rows = rows.order_by("-pageviews", "-duration_seconds", "tracking_id")
+    return list(rows.values(*SESSION_FIELDS)[:limit])
+
+
+def sessions_page(
+    *,
+    start: dt.datetime,
+    end: dt.datetime,
+    page: int,
+    per_page: int,
+    path: str | None = None,
+) -> list[dict]:
+    """One page of the range's sessions, newest first; the total comes from the rollups."""
+    offset = (page - 1) * per_page
+    rows = _sessions_in(start=start, end=end, path=path).order_by("-first_seen", "tracking_id")
+    return list(rows.values(*SESSION_FIELDS)[offset : offset + per_page])
+
+
+def sessions_for_export(*, start: dt.datetime, end: dt.datetime, path: str | None = None):
+    """Every session of the range, oldest first, streamed from the database in chunks."""
+    rows = _sessions_in(start=start, end=end, path=path).order_by("first_seen", "tracking_id")
+    return rows.values_list(*SESSION_FIELDS).iterator(chunk_size=2000)
+
+
+def live_sessions(*, now: dt.datetime) -> int:
+    """Sessions with a page view in the last five minutes: the one read of raw visits."""
+    return Visit.objects.filter(visited_at__gte=now - LIVE_WINDOW, visited_at__lte=now).aggregate(
+        sessions=Count("tracking_id", distinct=True)
+    )["sessions"]
+
+
+@dataclass(frozen=True)
+class TimelineStep:
+    visited_at: dt.datetime
+    path: str
+    status_code: int
+    seconds_on_page: float | None  # the gap to the next visit; unknown for the last one
+
+
+@dataclass(frozen=True)
+class Timeline:
+    tracking_id: uuid.UUID
+    summary: dict | None
+    steps: list[TimelineStep]
+
+    @property
+    def pruned(self) -> bool:
+        """The summary outlived its raw visits (pruned after the retention period)."""
+        return self.summary is not None and not self.steps
+
+
+def session_timeline(*, tracking_id: uuid.UUID) -> Timeline | None:
+    """One session's pages in order with the time spent on each; None if it is unknown."""
+    summary = TrackedSession.objects.filter(tracking_id=tracking_id).values(*SESSION_FIELDS).first()
+    visits = list(
+        Visit.objects.filter(tracking_id=tracking_id)
+        .order_by("visited_at", "id")
+        .values_list("visited_at", "path", "status_code")
+    )
+    if summary is None and not visits:
+        return None
+    steps = []
+    for index, (visited_at, path, status_code) in enumerate(visits):
+        following = visits[index + 1][0] if index + 1 < len(visits) else None
+        seconds = (following - visited_at).total_seconds() if following else None
+        steps.append(TimelineStep(visited_at, path, status_code, seconds))
+    return Timeline(tracking_id=tracking_id, summary=summary, steps=steps)
+
+
+def stats_from_rollups(*, start: dt.datetime, end: dt.datetime, path: str | None = None) -> dict:
+    """The figures of stats.json (PRODUCT.md names them) except "live": JSON-ready values."""
+    headline = headline_totals(start=start, end=end, path=path)
+    current = headline["current"]
+    return {
+        "start": start.isoformat(),
+        "end": end.isoformat(),
+        "path": path or None,
+        "sessions": current["sessions"],
+        "pageviews": current["pageviews"],
+        "pages_per_session": current["pages_per_session"],
+        "bounce_rate": current["bounce_rate"],
+        "avg_session_seconds": current["avg_session_seconds"],
+        "previous": headline["previous"],
+        "change": headline["change"],
+        "top_pages": top_pages(start=start, end=end, limit=10, path=path),
+        "pages_per_session_histogram": pages_per_session_histogram(start=start, end=end),
+        "timeseries": [
+            {**point, "t": point["t"].isoformat()}
+            for point in timeseries(start=start, end=end, path=path)
+        ],
+    }
+
+
+def stats(
+    *, start: dt.datetime, end: dt.datetime, now: dt.datetime, path: str | None = None
+) -> dict:
+    """Every figure of stats.json, "live_sessions" (raw visits of the last minutes) included."""
+    figures = stats_from_rollups(start=start, end=end, path=path)
+    return {**figures, "live_sessions": live_sessions(now=now)}

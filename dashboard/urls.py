@@ -1,0 +1,15 @@
+from __future__ import annotations
+
+from django.urls import path
+
+from dashboard import views
+
+app_name = "dashboard"
+
+urlpatterns = [
+    path("", views.index, name="index"),
+    path("sessions/<uuid:tracking_id>/", views.session_detail, name="session"),
+    path("export/sessions.csv", views.export_sessions, name="export-sessions"),
+    path("export/pages.csv", views.export_pages, name="export-pages"),
+    path("api/stats.json", views.stats_json, name="stats"),
+]

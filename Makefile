@@ -7,7 +7,7 @@ STAMP := $(VENV)/.installed
 HOST ?= 127.0.0.1
 PORT ?= 8000
 
-.PHONY: run test lint bench worker beat install migrate
+.PHONY: run test lint bench worker beat install migrate reliability
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -44,3 +44,7 @@ beat: install
 
 bench: install
 	$(BIN)/python -m benchmarks
+
+# Load, faults, and nothing lost: starts its own servers on 127.0.0.1 and prints a table.
+reliability: install
+	$(BIN)/python -m reliability

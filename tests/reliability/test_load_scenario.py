@@ -1,0 +1,79 @@
+"""The `make reliability` load harness, run small: real servers, a Redis outage, exact counts."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[2]
+
+pytestmark = pytest.mark.slow
+
+
+def run_scenario(*arguments: str) -> dict:
+    completed = subprocess.run(
+        [sys.executable, "-m", "reliability.scenario_load", *arguments],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=600,
+    )
+    assert completed.returncode == 0, completed.stderr[-3000:]
+    return json.loads(completed.stdout.strip().splitlines()[-1])
+
+
+class LoadScenarioTests:
+    def test_redis_outage_loses_nothing_and_counts_nothing_twice(self):
+        figures = run_scenario(
+            "--config",
+            "postgres",
+            "--visitors",
+            "40",
+            "--views",
+            "15",
+            "--concurrency",
+            "20",
+            "--workers",
+            "2",
+            "--redis-outage",
+        )
+        assert figures["faults"] == [
+            fault
+            for fault in figures["faults"]
+            if fault.startswith(("redis stopped", "redis started"))
+        ]
+        assert len(figures["faults"]) == 2
+        assert figures["sent"] == 600
+        assert figures["failed"] == 0
+        assert figures["transport_errors"] == 0
+        assert figures["raw_visits"] == figures["page_views"] == 600
+        assert figures["mismatched_sessions"] == 0
+        assert figures["tracked_sessions"] == 40
+        assert figures["dashboard_pageviews"] == 600
+        assert figures["dashboard_sessions"] == 40
+        assert figures["session_keys_checked"] == 40
+        assert figures["leaks"] == []
+
+    def test_sqlite_direct_sink_counts_exactly(self):
+        figures = run_scenario(
+            "--config",
+            "sqlite",
+            "--visitors",
+            "30",
+            "--views",
+            "10",
+            "--concurrency",
+            "15",
+            "--workers",
+            "2",
+        )
+        assert figures["failed"] == 0
+        assert figures["raw_visits"] == figures["page_views"] == 300
+        assert figures["mismatched_sessions"] == 0
+        assert figures["dashboard_pageviews"] == 300
+        assert figures["dashboard_sessions"] == 30
+        assert figures["leaks"] == []

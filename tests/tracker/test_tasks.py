@@ -81,7 +81,7 @@ class Worker:
         if settings.REDIS_URL:
             return Celery("tests", broker=settings.REDIS_URL, backend=settings.REDIS_URL)
         celery_dir = var_dir / "celery"
-        for folder in ("queue", "processed", "results"):
+        for folder in ("queue", "processed", "results", "control"):
             (celery_dir / folder).mkdir(parents=True, exist_ok=True)
         return Celery(
             "tests",
@@ -91,6 +91,7 @@ class Worker:
                 "data_folder_in": str(celery_dir / "queue"),
                 "data_folder_out": str(celery_dir / "queue"),
                 "processed_folder": str(celery_dir / "processed"),
+                "control_folder": str(celery_dir / "control"),
                 "store_processed": False,
             },
         )

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 import shutil
+import uuid
 from pathlib import Path
 
 import pytest
@@ -49,3 +50,21 @@ def redis_url():
     if not url:
         pytest.skip("REDIS_URL is not set: this configuration runs without Redis")
     return url
+
+
+@pytest.fixture
+def drain_visits(settings):
+    """Return a callable that moves this test's buffered visits into the database.
+
+    With Redis as the sink a page view lands in a stream first; the test gets a stream of its
+    own (deleted afterwards), so visits left by other tests are never drained into it. With the
+    direct sink there is nothing to drain.
+    """
+    if not settings.REDIS_URL:
+        yield lambda: 0
+        return
+    from tracker.buffer import drain_buffered_visits, redis_client
+
+    settings.TRACKER_REDIS_STREAM = f"tracker:test:{uuid.uuid4().hex}"
+    yield lambda: drain_buffered_visits(reclaim_idle_ms=0)
+    redis_client(settings.REDIS_URL).delete(settings.TRACKER_REDIS_STREAM)

@@ -19,7 +19,7 @@ IMG_PAYLOAD = "<img src=x onerror=alert(2)>"
 PASSWORD = "xss-browser-test-pw-1"
 
 
-def record_hostile_visits() -> None:
+def record_hostile_visits(drain_visits) -> None:
     """Page views whose path, referrer, UTM fields and user agent carry payloads."""
     client = Client()
     client.get(
@@ -30,12 +30,13 @@ def record_hostile_visits() -> None:
     )
     client.get(f"/{IMG_PAYLOAD}", HTTP_USER_AGENT=PAYLOAD + DESKTOP_CHROME_UA)
     client.get("/about/", HTTP_USER_AGENT=DESKTOP_CHROME_UA)
+    drain_visits()
     visits_aggregate()
 
 
 class HostileFieldsBrowserTests:
-    def test_payloads_in_every_field_render_as_text(self, live_server, browser_page):
-        record_hostile_visits()
+    def test_payloads_in_every_field_render_as_text(self, live_server, browser_page, drain_visits):
+        record_hostile_visits(drain_visits)
         session = TrackedSession.objects.get()
         assert session.utm_campaign == IMG_PAYLOAD
         get_user_model().objects.create_user("owner", password=PASSWORD, is_staff=True)

@@ -24,7 +24,7 @@ import time
 from pathlib import Path
 
 from reliability import processes
-from reliability.scenario_load import recreate_postgres_database
+from reliability.scenario_load import drop_postgres_database, recreate_postgres_database
 
 DATABASE_NAME = "reliability_faults"
 ROLLUP_ORDER = {
@@ -225,13 +225,14 @@ def main() -> None:
         port=processes.free_port(), data_dir=workdir / "redis", log=workdir / "redis.log"
     )
     redis.start()
+    database = f"{DATABASE_NAME}_{os.getpid()}"  # this run's own
     try:
         env = {k: v for k, v in os.environ.items() if k not in {"DJANGO_ALLOW_ASYNC_UNSAFE"}}
         env.update(
             DEBUG="1",
             VAR_DIR=str(workdir / "var"),
             SECRET_KEY=secrets.token_urlsafe(50),
-            DATABASE_URL=recreate_postgres_database(DATABASE_NAME),
+            DATABASE_URL=recreate_postgres_database(database),
             REDIS_URL=redis.url,
             LOG_LEVEL="INFO",
             DJANGO_SETTINGS_MODULE="analytics_site.settings",
@@ -249,6 +250,7 @@ def main() -> None:
             summary = two_beats(env, workdir, options.minutes)
     finally:
         redis.stop()
+        drop_postgres_database(database)
     print(json.dumps(summary), flush=True)
 
 

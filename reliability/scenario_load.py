@@ -24,6 +24,15 @@ POSTGRES_ADMIN_URL = "postgres://postgres@127.0.0.1:5432/postgres"
 DATABASE_NAME = "reliability_load"
 
 
+def drop_postgres_database(name: str, *, admin_url: str = POSTGRES_ADMIN_URL) -> None:
+    import psycopg
+    from django.db import connections
+
+    connections.close_all()
+    with psycopg.connect(admin_url, autocommit=True) as connection:
+        connection.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+
+
 def recreate_postgres_database(name: str, *, admin_url: str = POSTGRES_ADMIN_URL) -> str:
     """Create a fresh database ``name`` on the server of ``admin_url``; return its URL."""
     import psycopg
@@ -172,95 +181,103 @@ def main() -> None:
         SESSION_ENGINE="db",
         LOG_LEVEL="WARNING",
     )
+    # A database of this run's own, so two runs (say CI and a developer) never share one.
+    database = f"{DATABASE_NAME}_{os.getpid()}"
     redis = cluster = None
-    if options.postgres_restart:
-        cluster = processes.PostgresCluster(
-            port=processes.free_port(), data_dir=workdir / "pg", log=workdir / "pg.log"
-        )
-        cluster.create()
-        env["DATABASE_URL"] = recreate_postgres_database(DATABASE_NAME, admin_url=cluster.url)
-    elif options.config == "postgres":
-        env["DATABASE_URL"] = recreate_postgres_database(DATABASE_NAME)
-    if options.config == "postgres":
-        redis = processes.RedisProcess(
-            port=processes.free_port(), data_dir=workdir / "redis", log=workdir / "redis.log"
-        )
-        redis.start()
-        env["REDIS_URL"] = redis.url
-    os.environ.clear()
-    os.environ.update(env)
-    os.environ["DJANGO_SETTINGS_MODULE"] = "analytics_site.settings"
-    import django
-    from django.core.management import call_command
-
-    django.setup()
-    call_command("migrate", verbosity=0)
-
-    started: list = []
-    logs = [workdir / "gunicorn.log", workdir / "worker.log", workdir / "beat.log"]
     try:
-        port = processes.free_port()
-        started.append(processes.gunicorn(env=env, port=port, workers=options.workers, log=logs[0]))
-        if redis is not None:
-            started.append(
-                processes.celery("worker", env=env, log=logs[1], extra=["--concurrency", "1"])
+        if options.postgres_restart:
+            cluster = processes.PostgresCluster(
+                port=processes.free_port(), data_dir=workdir / "pg", log=workdir / "pg.log"
             )
+            cluster.create()
+            env["DATABASE_URL"] = recreate_postgres_database(database, admin_url=cluster.url)
+        elif options.config == "postgres":
+            env["DATABASE_URL"] = recreate_postgres_database(database)
+        if options.config == "postgres":
+            redis = processes.RedisProcess(
+                port=processes.free_port(), data_dir=workdir / "redis", log=workdir / "redis.log"
+            )
+            redis.start()
+            env["REDIS_URL"] = redis.url
+        os.environ.clear()
+        os.environ.update(env)
+        os.environ["DJANGO_SETTINGS_MODULE"] = "analytics_site.settings"
+        import django
+        from django.core.management import call_command
+
+        django.setup()
+        call_command("migrate", verbosity=0)
+
+        started: list = []
+        logs = [workdir / "gunicorn.log", workdir / "worker.log", workdir / "beat.log"]
+        try:
+            port = processes.free_port()
             started.append(
-                processes.celery(
-                    "beat",
-                    env=env,
-                    log=logs[2],
-                    extra=["--schedule", str(workdir / "beat-schedule")],
+                processes.gunicorn(env=env, port=port, workers=options.workers, log=logs[0])
+            )
+            if redis is not None:
+                started.append(
+                    processes.celery("worker", env=env, log=logs[1], extra=["--concurrency", "1"])
                 )
-            )
-        progress = [0.0]
-        faults = []
-        if options.redis_outage and redis is not None:
-            faults += [(0.3, "redis stopped", redis.stop), (0.6, "redis started", redis.start)]
-        worker_log_at_fault = [0]
-        if cluster is not None:
+                started.append(
+                    processes.celery(
+                        "beat",
+                        env=env,
+                        log=logs[2],
+                        extra=["--schedule", str(workdir / "beat-schedule")],
+                    )
+                )
+            progress = [0.0]
+            faults = []
+            if options.redis_outage and redis is not None:
+                faults += [(0.3, "redis stopped", redis.stop), (0.6, "redis started", redis.start)]
+            worker_log_at_fault = [0]
+            if cluster is not None:
 
-            def restart_postgres() -> None:
-                worker_log_at_fault[0] = logs[1].stat().st_size if logs[1].exists() else 0
-                cluster.restart()
+                def restart_postgres() -> None:
+                    worker_log_at_fault[0] = logs[1].stat().st_size if logs[1].exists() else 0
+                    cluster.restart()
 
-            faults += [(0.4, "postgres restarted", restart_postgres)]
-        schedule = FaultSchedule(progress, faults)
-        schedule.start()
-        result = drive(
-            f"http://127.0.0.1:{port}",
-            visitors=options.visitors,
-            views_per_visitor=options.views,
-            concurrency=options.concurrency,
-            on_progress=lambda fraction: progress.__setitem__(0, fraction),
-        )
-        schedule.done.wait(timeout=60)
-        if cluster is not None and redis is not None:
-            # The worker must get over the restart by itself: a drain succeeds after it.
-            processes.wait_until(
-                lambda: (
-                    "succeeded"
-                    in logs[1].read_bytes()[worker_log_at_fault[0] :].decode(errors="replace")
-                ),
-                timeout=60,
-                what="the worker to run a task after the PostgreSQL restart",
+                faults += [(0.4, "postgres restarted", restart_postgres)]
+            schedule = FaultSchedule(progress, faults)
+            schedule.start()
+            result = drive(
+                f"http://127.0.0.1:{port}",
+                visitors=options.visitors,
+                views_per_visitor=options.views,
+                concurrency=options.concurrency,
+                on_progress=lambda fraction: progress.__setitem__(0, fraction),
             )
+            schedule.done.wait(timeout=60)
+            if cluster is not None and redis is not None:
+                # The worker must get over the restart by itself: a drain succeeds after it.
+                processes.wait_until(
+                    lambda: (
+                        "succeeded"
+                        in logs[1].read_bytes()[worker_log_at_fault[0] :].decode(errors="replace")
+                    ),
+                    timeout=60,
+                    what="the worker to run a task after the PostgreSQL restart",
+                )
+        finally:
+            for process in reversed(started):
+                processes.stop(process)
+        drain_and_aggregate()
+        summary = verify(result, logs)
+        summary["config"] = options.config
+        summary["faults"] = schedule.log
+        # A PostgreSQL restart may fail the requests in flight: at most one per gunicorn worker.
+        summary["allowed_failures"] = options.workers if cluster is not None else 0
     finally:
-        for process in reversed(started):
-            processes.stop(process)
-    drain_and_aggregate()
-    summary = verify(result, logs)
-    summary["config"] = options.config
-    summary["faults"] = schedule.log
-    # A PostgreSQL restart may fail the requests in flight: at most one per gunicorn worker.
-    summary["allowed_failures"] = options.workers if cluster is not None else 0
-    if redis is not None:
-        redis.stop()
-    if cluster is not None:
-        from django.db import connections
+        if redis is not None:
+            redis.stop()
+        if cluster is not None:
+            from django.db import connections
 
-        connections.close_all()
-        cluster.stop()
+            connections.close_all()
+            cluster.stop()
+        elif options.config == "postgres":
+            drop_postgres_database(database)
     print(json.dumps(summary), flush=True)
 
 

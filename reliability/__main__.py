@@ -99,9 +99,10 @@ def _load_ok(figures: dict) -> bool:
     return (
         figures.get("failed", 0) <= figures.get("allowed_failures", 0)
         and figures.get("transport_errors") == 0
-        and figures.get("raw_visits") == figures.get("page_views")
+        and figures.get("recorded_served") == figures.get("served")
+        and figures.get("served") <= figures.get("raw_visits") <= figures.get("page_views")
         and figures.get("mismatched_sessions") == 0
-        and figures.get("dashboard_pageviews") == figures.get("page_views")
+        and figures.get("dashboard_pageviews") == figures.get("raw_visits")
         and figures.get("dashboard_sessions") == figures.get("visitors")
         and not figures.get("leaks")
     )
@@ -109,7 +110,7 @@ def _load_ok(figures: dict) -> bool:
 
 def row(figures: dict) -> str:
     if "page_views" in figures:
-        lost = figures["page_views"] - min(figures["raw_visits"], figures["page_views"])
+        lost = figures["served"] - min(figures["recorded_served"], figures["served"])
         extra = max(0, figures["raw_visits"] - figures["page_views"])
         detail = (
             f"{figures['sent']} views, {figures['req_per_s']} req/s, "

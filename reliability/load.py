@@ -30,8 +30,10 @@ PAGES = [
 @dataclass
 class VisitorResult:
     session_key: str = ""
-    # Responses that are pages (anything but a redirect): each must be exactly one recorded visit.
+    # Responses that are pages (anything but a redirect): each is at most one recorded visit...
     page_views: int = 0
+    # ...and each one served without a server error is exactly one.
+    served: int = 0
 
 
 @dataclass
@@ -44,6 +46,10 @@ class LoadResult:
     @property
     def sent(self) -> int:
         return sum(self.statuses.values()) + sum(self.errors.values())
+
+    @property
+    def served(self) -> int:
+        return sum(visitor.served for visitor in self.visitors)
 
     @property
     def page_views(self) -> int:
@@ -71,6 +77,7 @@ async def _visitor(
             result.statuses[response.status_code] += 1
             if not response.is_redirect:
                 visitor.page_views += 1
+                visitor.served += response.status_code < 500
             progress[0] += 1
         visitor.session_key = client.cookies.get("sessionid", "")
     return visitor

@@ -64,7 +64,10 @@ DEBUG = env_bool("DEBUG", False)
 SECRET_KEY = os.environ.get("SECRET_KEY", "")
 if not SECRET_KEY:
     if not DEBUG:
-        raise ImproperlyConfigured("SECRET_KEY is required when DEBUG=0 (production mode).")
+        raise ImproperlyConfigured(
+            "SECRET_KEY is required when DEBUG=0 (production mode); for development set DEBUG=1 "
+            "(make run and make test do)."
+        )
     SECRET_KEY = development_secret_key()
 
 ALLOWED_HOSTS = env_list("ALLOWED_HOSTS", ["127.0.0.1", "localhost"])

@@ -136,34 +136,31 @@ def _export_name(prefix: str, period, extension: str) -> str:
     return f"{prefix}-{first:%Y-%m-%d}-{last:%Y-%m-%d}.{extension}"
 
 
-@dashboard_view
-def export_sessions(request: HtmxHttpRequest) -> HttpResponse:
+def _csv_export(request: HtmxHttpRequest, *, name: str, columns: list[str], rows) -> HttpResponse:
+    """Stream ``rows(start=, end=, path=)`` for the requested range as a CSV attachment."""
     form = _filters(request)
     if isinstance(form, HttpResponse):
         return form
     period = form.period(now=timezone.now())
-    rows = exports.session_rows(start=period.start, end=period.end, path=form.cleaned_data["path"])
-    response = StreamingHttpResponse(
-        exports.csv_lines(exports.SESSION_COLUMNS, rows), content_type="text/csv; charset=utf-8"
+    lines = exports.csv_lines(
+        columns, rows(start=period.start, end=period.end, path=form.cleaned_data["path"])
     )
-    filename = _export_name("sessions", period, "csv")
+    response = StreamingHttpResponse(lines, content_type="text/csv; charset=utf-8")
+    filename = _export_name(name, period, "csv")
     response["Content-Disposition"] = f'attachment; filename="{filename}"'
     return response
+
+
+@dashboard_view
+def export_sessions(request: HtmxHttpRequest) -> HttpResponse:
+    return _csv_export(
+        request, name="sessions", columns=exports.SESSION_COLUMNS, rows=exports.session_rows
+    )
 
 
 @dashboard_view
 def export_pages(request: HtmxHttpRequest) -> HttpResponse:
-    form = _filters(request)
-    if isinstance(form, HttpResponse):
-        return form
-    period = form.period(now=timezone.now())
-    rows = exports.page_rows(start=period.start, end=period.end, path=form.cleaned_data["path"])
-    response = StreamingHttpResponse(
-        exports.csv_lines(exports.PAGE_COLUMNS, rows), content_type="text/csv; charset=utf-8"
-    )
-    filename = _export_name("pages", period, "csv")
-    response["Content-Disposition"] = f'attachment; filename="{filename}"'
-    return response
+    return _csv_export(request, name="pages", columns=exports.PAGE_COLUMNS, rows=exports.page_rows)
 
 
 @dashboard_view

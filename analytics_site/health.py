@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from django.core.cache import cache
+from django.core.cache import caches
 from django.db import connection
 
 
@@ -21,10 +21,11 @@ def _database() -> str:
 
 
 def _cache() -> str:
+    cache = caches["default"]
     cache.set("healthz:probe", "1", timeout=5)
     if cache.get("healthz:probe") != "1":
         raise RuntimeError("cache did not return the probe")
-    return cache.__class__.__name__
+    return type(cache).__name__
 
 
 def _broker() -> str:
@@ -32,7 +33,7 @@ def _broker() -> str:
 
     with app.connection_for_write() as conn:
         conn.ensure_connection(max_retries=1, timeout=2)
-        return conn.transport_cls if isinstance(conn.transport_cls, str) else "connected"
+        return conn.transport.driver_name
 
 
 def component_states() -> dict[str, dict]:

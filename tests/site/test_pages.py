@@ -87,3 +87,15 @@ class SessionEngineTests:
         assert cookie["expires"] == ""
         assert cookie["httponly"] is True
         assert cookie["samesite"] == "Lax"
+
+
+class HealthTests:
+    def test_healthz_reports_each_component(self, client, settings):
+        response = client.get("/healthz")
+        assert response.status_code == 200
+        body = response.json()
+        assert body["ok"] is True
+        assert set(body["components"]) == {"database", "cache", "broker"}
+        assert all(state["ok"] for state in body["components"].values())
+        expected_broker = "redis" if settings.REDIS_URL else "filesystem"
+        assert body["components"]["broker"]["detail"] == expected_broker

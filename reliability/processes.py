@@ -208,6 +208,10 @@ class PostgresCluster:
     def restart(self) -> None:
         self._ctl("restart", "-m", "fast")
 
+    def start_if_stopped(self) -> None:
+        if not (self.data_dir / "postmaster.pid").exists():
+            self.start()
+
     def stop(self) -> None:
         with contextlib.suppress(subprocess.CalledProcessError):
             self._ctl("stop", "-m", "fast")

@@ -58,6 +58,34 @@ class LoadScenarioTests:
         assert figures["session_keys_checked"] == 40
         assert figures["leaks"] == []
 
+    def test_postgres_restart_fails_no_request_and_loses_nothing(self):
+        figures = run_scenario(
+            "--config",
+            "postgres",
+            "--visitors",
+            "40",
+            "--views",
+            "15",
+            "--concurrency",
+            "20",
+            "--workers",
+            "2",
+            "--postgres-restart",
+        )
+        assert len(figures["faults"]) == 1
+        assert figures["faults"][0].startswith("postgres restarted")
+        # Requests that arrive during the restart wait for the database; only a request whose
+        # query the restart cut off may fail (a 500, or a 400 when it was saving its session),
+        # at most one per gunicorn worker.
+        assert figures["failed"] <= figures["allowed_failures"] == 2, figures["statuses"]
+        assert figures["transport_errors"] == 0
+        assert figures["recorded_served"] == figures["served"] >= 600 - figures["failed"]
+        assert figures["served"] <= figures["raw_visits"] <= figures["page_views"] == 600
+        assert figures["mismatched_sessions"] == 0
+        assert figures["dashboard_pageviews"] == figures["raw_visits"]
+        assert figures["dashboard_sessions"] == 40
+        assert figures["leaks"] == []
+
     def test_sqlite_direct_sink_counts_exactly(self):
         figures = run_scenario(
             "--config",

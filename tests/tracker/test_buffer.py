@@ -83,6 +83,35 @@ class DirectSinkTests:
             assert Visit.objects.count() == 1
 
 
+@pytest.mark.django_db(transaction=True)
+class DirectSinkAutocommitTests:
+    """Outside a transaction, as on the request path (PostgreSQL takes its own cursor there)."""
+
+    def test_direct_sink_autocommit_stores_every_field(self):
+        visit = a_visit(
+            path="/caf\u00e9/\U0001f600",
+            utm_source="news",
+            utm_medium="email",
+            utm_campaign="spring",
+            referrer_host="example.org",
+            device="mobile",
+            status_code=404,
+            response_ms=70_000,
+        )
+        DirectSink().write(visit)
+        stored = Visit.objects.values(*visit).get()
+        assert stored == visit
+
+    def test_direct_sink_autocommit_duplicate_event_is_a_database_error(self):
+        visit = a_visit()
+        sink = DirectSink()
+        sink.write(visit)
+        with pytest.raises(IntegrityError):
+            sink.write(visit)
+        sink.write(a_visit())
+        assert Visit.objects.count() == 2
+
+
 @pytest.mark.django_db
 class RedisFallbackTests:
     def test_unreachable_redis_falls_back_to_database(self, settings, caplog):

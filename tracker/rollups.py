@@ -2,28 +2,35 @@
 """Set-based aggregation of raw visits into the rollup tables, incremental and exact.
 
 A run takes the raw visits whose id is above the watermark (``AggregationState``) in batches of
-consecutive ids. Each batch is one transaction that updates every rollup and advances the
-watermark, so a run killed half-way leaves nothing half-written and the next run redoes the batch.
+at most ``batch_size`` consecutive ids. Each batch is one transaction that updates every rollup
+and advances the watermark, so a run killed half-way leaves nothing half-written and the next
+run redoes the batch.
 
-Per batch, all in SQL (no Python loop over rows, memory flat):
+Per batch, all in SQL (no Python loop over rows, memory flat), the raw rows are read twice:
 
-1. ``PageHourly`` is upserted: pageviews are added; a session counts towards ``sessions`` of an
-   (hour, path) only when it had no earlier aggregated visit there (probed in the raw rows only
-   for sessions whose known span covers that hour), so distinct sessions stay exact across runs.
-2. ``TrackedSession`` is upserted: the batch's per-session summary is merged into the stored one
-   (earliest visit wins the entry and the first-touch fields, the latest the exit; ties go to the
-   lower id for entry and the higher id for exit, and earlier batches hold lower ids).
-3. ``SessionHourly`` gets the exact change: the batch's sessions as stored before the batch
-   are subtracted and as stored after it are added, per (start hour, dimension, value). A late
-   visit can move a session's start hour, entry page or pages bucket: its old row loses it and
-   its new row gains it. Rows left with no session are deleted. The cost follows the batch, not
-   the size of the hours it touches.
+1. ``BATCH`` (a temporary table) gets the batch's per-session summary, from one sort by
+   (session, time, id): the first visit gives the entry and the first-touch fields, the last the
+   exit. ``BEFORE`` gets the stored ``TrackedSession`` rows of those sessions, as they were.
+2. ``PageHourly`` is upserted from the raw rows: pageviews are added; a session counts towards
+   ``sessions`` of an (hour, path) only when it had no earlier aggregated visit there (probed in
+   the raw rows only for sessions whose stored span covers that hour), so distinct sessions stay
+   exact across runs.
+3. ``TrackedSession``: sessions not stored yet are inserted (in start order, which keeps its
+   indexes' writes local); stored ones are merged with their summary (earliest visit wins the
+   entry and the first-touch fields, the latest the exit; ties go to the lower id for entry and
+   the higher id for exit, and earlier batches hold lower ids).
+4. ``SessionHourly`` gets the exact change: ``BEFORE`` is subtracted and the sessions as stored
+   after the batch are added, per (start hour, dimension, value). A late visit can move a
+   session's start hour, entry page or pages bucket: its old row loses it and its new row gains
+   it. Rows left with no session are deleted. The cost follows the batch, not the size of the
+   hours it touches.
 
 Concurrency: the watermark row is locked for each batch (``select_for_update`` on PostgreSQL; on
-SQLite every write transaction is ``BEGIN IMMEDIATE`` and so runs alone). On PostgreSQL ids come
-from a sequence and a slow transaction can commit a lower id after a higher one is visible; a
-run's upper bound is therefore only used once the inserts in flight when it was read have ended
-(see ``_safe_upper_bound``), so no id below the watermark can appear afterwards.
+SQLite every write transaction is ``BEGIN IMMEDIATE`` and so runs alone), and only aggregation
+inserts into ``TrackedSession``. On PostgreSQL ids come from a sequence and a slow transaction
+can commit a lower id after a higher one is visible; a run's upper bound is therefore only used
+once the inserts in flight when it was read have ended (see ``_safe_upper_bound``), so no id
+below the watermark can appear afterwards.
 """
 
 from __future__ import annotations
@@ -54,7 +61,8 @@ SESSION = TrackedSession._meta.db_table
 PAGE_HOURLY = PageHourly._meta.db_table
 SESSION_HOURLY = SessionHourly._meta.db_table
 # Per-connection temporary tables, emptied at the start of each batch.
-BEFORE = "tracker_rollup_before"  # the batch's sessions as stored before it
+BATCH = "tracker_rollup_batch"  # the batch's per-session summaries
+BEFORE = "tracker_rollup_before"  # the stored rows of the batch's sessions, before the batch
 DELTA = "tracker_rollup_delta"  # the change to SessionHourly
 
 # Fields a session takes from its first visit.
@@ -67,6 +75,9 @@ FIRST_TOUCH = [
     "os",
     "device",
 ]
+# What a batch's summary holds per session, and what a stored session holds besides.
+SUMMARY = ["first_seen", "last_seen", "pageviews", "entry_path", "exit_path", *FIRST_TOUCH]
+STORED = [*SUMMARY, "duration_seconds"]
 
 
 class _Dialect:
@@ -77,7 +88,9 @@ class _Dialect:
 
     def hour(self, value: str) -> str:
         if self.postgres:
-            return f"date_trunc('hour', {value}, 'UTC')"
+            # Each batch sets TimeZone to UTC: the time-zone argument of date_trunc would look
+            # the zone up on every row, which costs more than the rest of a scan.
+            return f"date_trunc('hour', {value})"
         # Django stores SQLite datetimes as UTC text 'YYYY-MM-DD HH:MM:SS[.ffffff]'.
         return f"strftime('%%Y-%%m-%%d %%H:00:00', {value})"
 
@@ -108,21 +121,35 @@ class _Dialect:
         )
 
     def temporary_tables(self) -> list[str]:
-        moment, text, number = (
-            ("timestamp with time zone", "text", "bigint") if self.postgres else ("", "", "")
+        uuid, moment, text, number = (
+            ("uuid", "timestamp with time zone", "text", "bigint")
+            if self.postgres
+            else ("", "", "", "")
         )
         dimension, value = (
             ("varchar(20)", f"varchar({PATH_MAX_LENGTH})") if self.postgres else ("", "")
         )
-        summary = ", ".join(f"{f} {text}" for f in ["entry_path", "exit_path", *FIRST_TOUCH])
+        types = {"first_seen": moment, "last_seen": moment}
+        types |= {"pageviews": number, "duration_seconds": number}
+        summary, stored = (
+            ", ".join(f"{f} {types.get(f, text)}" for f in fields) for fields in (SUMMARY, STORED)
+        )
         return [
-            f"""CREATE TEMPORARY TABLE IF NOT EXISTS {BEFORE} (hour {moment},
-                pageviews {number}, duration_seconds {number}, {summary})""",
+            # No key: filling it is on the critical path, and it is only ever read in full.
+            f"""CREATE TEMPORARY TABLE IF NOT EXISTS {BATCH}
+                (tracking_id {uuid}, {summary})""",
+            # Keyed, so small batches probe it instead of scanning it per row.
+            f"""CREATE TEMPORARY TABLE IF NOT EXISTS {BEFORE}
+                (tracking_id {uuid} PRIMARY KEY, {stored})""",
             # Key columns typed like SessionHourly's, so joins on them use its unique index.
             f"""CREATE TEMPORARY TABLE IF NOT EXISTS {DELTA} (hour {moment},
                 dimension {dimension}, value {value}, sessions {number},
                 pageviews {number}, bounces {number}, duration_seconds {number})""",
         ]
+
+    def empty(self, table: str) -> str:
+        # TRUNCATE leaves no dead rows behind in a temporary table reused batch after batch.
+        return f"TRUNCATE {table}" if self.postgres else f"DELETE FROM {table}"
 
 
 def _pages_bucket(pageviews: str) -> str:
@@ -131,6 +158,37 @@ def _pages_bucket(pageviews: str) -> str:
         f" WHEN {pageviews} <= 5 THEN '4-5' WHEN {pageviews} <= 10 THEN '6-10'"
         f" WHEN {pageviews} <= 20 THEN '11-20' ELSE '21+' END"
     )
+
+
+def _batch_sql() -> str:
+    """Summarise the batch (ids in (lo, hi]) per session into BATCH; params: lo, hi."""
+    # One sort by (session, time, id): the first row of each session is its entry and carries
+    # the first-touch fields; whole-partition window aggregates give the rest.
+    return f"""
+        INSERT INTO {BATCH} (tracking_id, {", ".join(SUMMARY)})
+        SELECT tracking_id, visited_at, last_seen, pageviews, path, exit_path,
+            {", ".join(FIRST_TOUCH)}
+        FROM (
+            SELECT tracking_id, visited_at, path, {", ".join(FIRST_TOUCH)},
+                row_number() OVER visits AS position,
+                count(*) OVER session AS pageviews,
+                last_value(visited_at) OVER session AS last_seen,
+                last_value(path) OVER session AS exit_path
+            FROM {VISIT} WHERE id > %s AND id <= %s
+            WINDOW visits AS (PARTITION BY tracking_id ORDER BY visited_at, id),
+                session AS (visits ROWS BETWEEN UNBOUNDED PRECEDING AND UNBOUNDED FOLLOWING)
+        ) ordered
+        WHERE position = 1
+    """
+
+
+def _before_sql() -> str:
+    """Keep the stored rows of the batch's sessions as they are before the batch."""
+    return f"""
+        INSERT INTO {BEFORE} (tracking_id, {", ".join(STORED)})
+        SELECT t.tracking_id, {", ".join(f"t.{f}" for f in STORED)}
+        FROM {BATCH} b JOIN {SESSION} t ON t.tracking_id = b.tracking_id
+    """
 
 
 def _page_hourly_sql(d: _Dialect) -> str:
@@ -151,7 +209,7 @@ def _page_hourly_sql(d: _Dialect) -> str:
             CASE WHEN s.tracking_id IS NULL OR s.last_seen < b.hour
                       OR s.first_seen >= {d.next_hour("b.hour")} THEN 1
                  WHEN {earlier_visit_there} THEN 0 ELSE 1 END)
-        FROM b LEFT JOIN {SESSION} s ON s.tracking_id = b.tracking_id
+        FROM b LEFT JOIN {BEFORE} s ON s.tracking_id = b.tracking_id
         WHERE true
         GROUP BY b.hour, b.path
         ON CONFLICT (hour, path) DO UPDATE SET
@@ -160,78 +218,69 @@ def _page_hourly_sql(d: _Dialect) -> str:
     """
 
 
-def _sessions_sql(d: _Dialect) -> str:
-    """Merge one batch's per-session summaries into TrackedSession; params: lo, hi."""
+NEW_SESSION = f"NOT EXISTS (SELECT 1 FROM {BEFORE} p WHERE p.tracking_id = b.tracking_id)"
+
+
+def _insert_sessions_sql(d: _Dialect) -> str:
+    """Insert the batch's sessions that are not stored yet."""
+    # A plain INSERT (no ON CONFLICT): only aggregation inserts here, under the watermark lock.
+    return f"""
+        INSERT INTO {SESSION} (tracking_id, {", ".join(STORED)}, ended)
+        SELECT b.tracking_id, {", ".join(f"b.{f}" for f in SUMMARY)},
+            {d.whole_seconds("b.last_seen", "b.first_seen")}, false
+        FROM {BATCH} b
+        WHERE {NEW_SESSION}
+        ORDER BY b.first_seen
+    """
+
+
+def _merge_sessions_sql(d: _Dialect) -> str:
+    """Merge the batch's summaries into the sessions stored before it."""
     old = SESSION
-    new_first = d.least(f"{old}.first_seen", "excluded.first_seen")
-    new_last = d.greatest(f"{old}.last_seen", "excluded.last_seen")
+    new_first = d.least(f"{old}.first_seen", "b.first_seen")
+    new_last = d.greatest(f"{old}.last_seen", "b.last_seen")
     # Stored visits all have lower ids than the batch's: a tie on time keeps the stored entry and
     # takes the batch's exit.
-    earlier = f"excluded.first_seen < {old}.first_seen"
-    later = f"excluded.last_seen >= {old}.last_seen"
+    earlier = f"b.first_seen < {old}.first_seen"
+    later = f"b.last_seen >= {old}.last_seen"
     take_first = ",\n".join(
-        f"{f} = CASE WHEN {earlier} THEN excluded.{f} ELSE {old}.{f} END"
+        f"{f} = CASE WHEN {earlier} THEN b.{f} ELSE {old}.{f} END"
         for f in ["entry_path", *FIRST_TOUCH]
     )
-    # One sort by (session, time, id): the first row of each session is its entry and carries
-    # the first-touch fields; whole-partition window aggregates give the rest.
     return f"""
-        WITH ordered AS (
-            SELECT tracking_id, visited_at, path, {", ".join(FIRST_TOUCH)},
-                row_number() OVER visits AS position,
-                count(*) OVER session AS pageviews,
-                last_value(visited_at) OVER session AS last_seen,
-                last_value(path) OVER session AS exit_path
-            FROM {VISIT} WHERE id > %s AND id <= %s
-            WINDOW visits AS (PARTITION BY tracking_id ORDER BY visited_at, id),
-                session AS (visits ROWS BETWEEN UNBOUNDED PRECEDING AND UNBOUNDED FOLLOWING)
-        )
-        INSERT INTO {SESSION} (tracking_id, first_seen, last_seen, pageviews, duration_seconds,
-            entry_path, exit_path, {", ".join(FIRST_TOUCH)}, ended)
-        SELECT tracking_id, visited_at, last_seen, pageviews,
-            {d.whole_seconds("last_seen", "visited_at")},
-            path, exit_path, {", ".join(FIRST_TOUCH)}, false
-        FROM ordered
-        WHERE position = 1
-        ORDER BY visited_at
-        ON CONFLICT (tracking_id) DO UPDATE SET
+        UPDATE {SESSION} SET
             first_seen = {new_first},
             last_seen = {new_last},
-            pageviews = {old}.pageviews + excluded.pageviews,
+            pageviews = {old}.pageviews + b.pageviews,
             duration_seconds = {d.whole_seconds(new_last, new_first)},
-            exit_path = CASE WHEN {later} THEN excluded.exit_path ELSE {old}.exit_path END,
-            ended = CASE WHEN excluded.last_seen > {old}.last_seen THEN false ELSE {old}.ended END,
+            exit_path = CASE WHEN {later} THEN b.exit_path ELSE {old}.exit_path END,
+            ended = CASE WHEN b.last_seen > {old}.last_seen THEN false ELSE {old}.ended END,
             {take_first}
+        FROM {BATCH} b JOIN {BEFORE} p ON p.tracking_id = b.tracking_id
+        WHERE {old}.tracking_id = b.tracking_id
     """
-
-
-SUMMARY = ["pageviews", "duration_seconds", "entry_path", "exit_path", *FIRST_TOUCH]
-
-
-def _batch_sessions(d: _Dialect) -> str:
-    """The stored summaries of the batch's sessions, by start hour; params: lo, hi."""
-    return f"""
-        SELECT {d.hour("t.first_seen")} AS hour, {", ".join(f"t.{f}" for f in SUMMARY)}
-        FROM (SELECT DISTINCT tracking_id FROM {VISIT} WHERE id > %s AND id <= %s) b
-        JOIN {SESSION} t ON t.tracking_id = b.tracking_id
-    """
-
-
-def _before_sql(d: _Dialect) -> str:
-    """Keep the batch's sessions as stored before the batch; params: lo, hi."""
-    return f"INSERT INTO {BEFORE} (hour, {', '.join(SUMMARY)}) {_batch_sessions(d)}"
 
 
 def _delta_sql(d: _Dialect) -> str:
-    """Compute SessionHourly's change: after minus before, per key; params: lo, hi."""
+    """Compute SessionHourly's change: after minus before, per key."""
     dimensions = SessionHourly.Dimension
     columns = {dimension: dimension.value for dimension in dimensions if dimension.value != "all"}
     columns[dimensions.PAGES] = "bucket"
+    measured = ["pageviews", "duration_seconds", "entry_path", "exit_path", *FIRST_TOUCH]
+    new = {f: f"b.{f}" for f in measured}
+    new["duration_seconds"] = d.whole_seconds("b.last_seen", "b.first_seen")
+    # New sessions are stored exactly as summarised; stored ones are read back after the merge.
     changes = f"""
         SELECT c.*, {_pages_bucket("c.pageviews")} AS bucket FROM (
-            SELECT 1 AS sign, a.* FROM ({_batch_sessions(d)}) a
+            SELECT 1 AS sign, {d.hour("b.first_seen")} AS hour,
+                {", ".join(f"{new[f]} AS {f}" for f in measured)}
+            FROM {BATCH} b WHERE {NEW_SESSION}
             UNION ALL
-            SELECT -1, {", ".join(["hour", *SUMMARY])} FROM {BEFORE}
+            SELECT 1, {d.hour("t.first_seen")}, {", ".join(f"t.{f}" for f in measured)}
+            FROM {BEFORE} p JOIN {SESSION} t ON t.tracking_id = p.tracking_id
+            UNION ALL
+            SELECT -1, {d.hour("p.first_seen")}, {", ".join(f"p.{f}" for f in measured)}
+            FROM {BEFORE} p
         ) c
     """
     measures = """sum(s.sign), sum(s.sign * s.pageviews),
@@ -335,48 +384,56 @@ def _safe_upper_bound(d: _Dialect) -> int | None:
     return bound
 
 
-def _batch_end(cursor, *, lo: int, bound: int, batch_size: int) -> tuple[int, int]:
-    """Return the last id and the count of the next batch after ``lo``."""
-    _execute(
-        cursor,
-        f"SELECT coalesce(max(id), 0), count(*) FROM (SELECT id FROM {VISIT}"
-        " WHERE id > %s AND id <= %s ORDER BY id LIMIT %s) batch",
-        [lo, bound, batch_size],
-    )
-    return cursor.fetchone()
+def _batch_end(cursor, *, lo: int, bound: int, batch_size: int) -> int | None:
+    """Return the last id of the next batch after ``lo``, or None when none is left.
+
+    A batch spans ``batch_size`` ids from the first one present: one index probe, where counting
+    its rows would walk the whole batch in the index.
+    """
+    _execute(cursor, f"SELECT min(id) FROM {VISIT} WHERE id > %s AND id <= %s", [lo, bound])
+    first = cursor.fetchone()[0]
+    return None if first is None else min(bound, first + batch_size - 1)
 
 
-def _aggregate_range(cursor, d: _Dialect, *, lo: int, hi: int) -> None:
-    """Add the visits with ids in (lo, hi] to every rollup; the caller holds the lock."""
+def _aggregate_range(cursor, d: _Dialect, *, lo: int, hi: int) -> int:
+    """Add the visits with ids in (lo, hi] to every rollup and return their count.
+
+    The caller holds the lock.
+    """
+    bulk = hi - lo > SMALL_BATCH
     if d.postgres:
-        # Big batches sort and hash in memory instead of on disk; JIT compilation costs more
-        # than it saves on these short statements.
-        _execute(cursor, "SET LOCAL work_mem = '128MB'")
+        # Big batches sort and hash in memory instead of on disk (a million visits sort in
+        # ~150 MB); JIT compilation costs more than it saves on these short statements.
+        _execute(cursor, "SET LOCAL work_mem = '256MB'")
         _execute(cursor, "SET LOCAL jit = off")
+        _execute(cursor, "SET LOCAL TimeZone = 'UTC'")
         # A few thousand visits touch a few thousand sessions: probe their indexes rather than
         # hash the whole TrackedSession, which the planner may prefer when its statistics lag.
-        bulk = "on" if hi - lo > SMALL_BATCH else "off"
-        _execute(cursor, f"SET LOCAL enable_hashjoin = {bulk}")
-        _execute(cursor, f"SET LOCAL enable_mergejoin = {bulk}")
+        _execute(cursor, f"SET LOCAL enable_hashjoin = {'on' if bulk else 'off'}")
+        _execute(cursor, f"SET LOCAL enable_mergejoin = {'on' if bulk else 'off'}")
     for statement in d.temporary_tables():
         _execute(cursor, statement)
-    _execute(cursor, f"DELETE FROM {BEFORE}")
-    _execute(cursor, f"DELETE FROM {DELTA}")
-    _execute(cursor, _before_sql(d), [lo, hi])
-    _execute(cursor, _page_hourly_sql(d), [lo, hi, lo])
-    if d.postgres and hi - lo > SMALL_BATCH:
+    for table in (BATCH, BEFORE, DELTA):
+        _execute(cursor, d.empty(table))
+    if d.postgres and bulk:
         # Left alone, the planner walks the (tracking_id, visited_at) index to skip the sort,
         # which fetches a million heap rows at random: a sort is several times faster.
         _execute(cursor, "SET LOCAL enable_indexscan = off")
-        _execute(cursor, _sessions_sql(d), [lo, hi])
+        _execute(cursor, _batch_sql(), [lo, hi])
         _execute(cursor, "SET LOCAL enable_indexscan = on")
     else:
-        _execute(cursor, _sessions_sql(d), [lo, hi])
+        _execute(cursor, _batch_sql(), [lo, hi])
+    _execute(cursor, _before_sql())
+    _execute(cursor, _page_hourly_sql(d), [lo, hi, lo])
+    _execute(cursor, _insert_sessions_sql(d))
+    _execute(cursor, _merge_sessions_sql(d))
     _apply_session_hourly(cursor, d, lo=lo, hi=hi)
+    _execute(cursor, f"SELECT coalesce(sum(pageviews), 0) FROM {BATCH}")
+    return int(cursor.fetchone()[0])  # a numeric sum on PostgreSQL
 
 
 def _apply_session_hourly(cursor, d: _Dialect, *, lo: int, hi: int) -> None:
-    _execute(cursor, _delta_sql(d), [lo, hi])
+    _execute(cursor, _delta_sql(d))
     for statement in _apply_delta_sql():
         _execute(cursor, statement)
     if d.postgres and hi - lo > SMALL_BATCH:
@@ -397,10 +454,10 @@ def visits_aggregate(*, batch_size: int = DEFAULT_BATCH_SIZE) -> int:
         with transaction.atomic(), connection.cursor() as cursor:
             state = _lock_state()
             lo = state.last_visit_id
-            hi, count = _batch_end(cursor, lo=lo, bound=bound, batch_size=batch_size)
-            if count == 0:
+            hi = _batch_end(cursor, lo=lo, bound=bound, batch_size=batch_size)
+            if hi is None:
                 break
-            _aggregate_range(cursor, d, lo=lo, hi=hi)
+            count = _aggregate_range(cursor, d, lo=lo, hi=hi)
             state.last_visit_id = hi
             state.save(update_fields=["last_visit_id", "updated_at"])
         total += count
@@ -424,12 +481,8 @@ def rollups_rebuild(*, batch_size: int = DEFAULT_BATCH_SIZE) -> int:
             model.objects.all().delete()
         total = 0
         lo = 0
-        while True:
-            hi, count = _batch_end(cursor, lo=lo, bound=bound, batch_size=batch_size)
-            if count == 0:
-                break
-            _aggregate_range(cursor, d, lo=lo, hi=hi)
-            total += count
+        while (hi := _batch_end(cursor, lo=lo, bound=bound, batch_size=batch_size)) is not None:
+            total += _aggregate_range(cursor, d, lo=lo, hi=hi)
             lo = hi
         state.last_visit_id = lo
         state.save(update_fields=["last_visit_id", "updated_at"])

@@ -18,11 +18,19 @@ import datetime as dt
 import uuid
 from dataclasses import dataclass
 
-from django.db.models import Count, F, Q, Sum, Window
-from django.db.models.functions import RowNumber, TruncDay
+from django.db import connection
+from django.db.models import Count, F, Q, QuerySet, Sum
+from django.db.models.functions import TruncDay
 from django.utils import timezone
 
-from tracker.models import PageHourly, SessionHourly, TrackedSession, Visit
+from tracker.models import (
+    PageDaily,
+    PageHourly,
+    SessionDaily,
+    SessionHourly,
+    TrackedSession,
+    Visit,
+)
 
 Dimension = SessionHourly.Dimension
 PAGES_BUCKETS = ["1", "2", "3", "4-5", "6-10", "11-20", "21+"]
@@ -37,6 +45,40 @@ def _change(current: float | None, previous: float | None) -> float | None:
     if previous == 0:
         return 0.0 if current == 0 else None
     return (current - previous) / previous
+
+
+def _utc_day(moment: dt.datetime) -> dt.datetime:
+    """The UTC midnight at or before ``moment``: where a daily rollup row starts."""
+    return moment.astimezone(dt.UTC).replace(hour=0, minute=0, second=0, microsecond=0)
+
+
+def _rollup_rows(
+    hourly: QuerySet, daily: QuerySet, *, start: dt.datetime, end: dt.datetime, fields: list[str]
+) -> tuple[str, list]:
+    """SQL and parameters of the rollup rows that cover [start, end) exactly.
+
+    Whole UTC days inside the range come from the daily table (30 rows a month per key rather
+    than 720); the hours at either edge come from the hourly one.
+    """
+    first_day = _utc_day(start)
+    if first_day < start:
+        first_day += dt.timedelta(days=1)
+    last_day = _utc_day(end)
+    if first_day >= last_day:
+        parts = [hourly.filter(hour__gte=start, hour__lt=end)]
+    else:
+        edges = Q(hour__gte=start, hour__lt=first_day) | Q(hour__gte=last_day, hour__lt=end)
+        parts = [hourly.filter(edges), daily.filter(day__gte=first_day, day__lt=last_day)]
+    compiled = [part.values(*fields).query.sql_with_params() for part in parts]
+    return " UNION ALL ".join(sql for sql, _ in compiled), [
+        param for _, params in compiled for param in params
+    ]
+
+
+def _fetch(sql: str, params: list) -> list[tuple]:
+    with connection.cursor() as cursor:
+        cursor.execute(sql, params)
+        return cursor.fetchall()
 
 
 def _session_rows(*, path: str | None):
@@ -130,18 +172,20 @@ def top_pages(
     *, start: dt.datetime, end: dt.datetime, limit: int | None, path: str | None = None
 ) -> list[dict]:
     """Paths by pageviews; ``sessions`` adds up each hour's distinct sessions of the path."""
-    rows = (
-        _page_rows(path=path)
-        .filter(hour__gte=start, hour__lt=end)
-        .values("path")
-        .annotate(total_pageviews=Sum("pageviews"), total_sessions=Sum("sessions"))
-        .order_by("-total_pageviews", "path")
-        .values_list("path", "total_pageviews", "total_sessions")
+    hourly, daily = PageHourly.objects.all(), PageDaily.objects.all()
+    if path:
+        hourly, daily = hourly.filter(path=path), daily.filter(path=path)
+    rows, params = _rollup_rows(
+        hourly, daily, start=start, end=end, fields=["path", "pageviews", "sessions"]
     )
-    rows = rows[:limit] if limit else rows
+    # Only column names and the ORM's own SQL are interpolated; values are parameters.
+    sql = f"""SELECT path, sum(pageviews) AS total_pageviews, sum(sessions) AS total_sessions
+        FROM ({rows}) rollup GROUP BY path ORDER BY total_pageviews DESC, path"""  # noqa: S608
+    if limit:
+        sql, params = f"{sql} LIMIT %s", [*params, limit]
     return [
         {"path": path, "pageviews": pageviews, "sessions": sessions}
-        for path, pageviews, sessions in rows
+        for path, pageviews, sessions in _fetch(sql, params)
     ]
 
 
@@ -210,37 +254,30 @@ def dimension_breakdown(
 
     With a path filter only the entry page can be narrowed (rollups hold one dimension at a time).
     """
-    rows = SessionHourly.objects.filter(hour__gte=start, hour__lt=end, dimension__in=dimensions)
+    hourly = SessionHourly.objects.filter(dimension__in=dimensions)
+    daily = SessionDaily.objects.filter(dimension__in=dimensions)
     if path:
-        rows = rows.exclude(Q(dimension=Dimension.ENTRY_PATH) & ~Q(value=path))
-    ranked = (
-        rows.values("dimension", "value")
-        .annotate(
-            total_sessions=Sum("sessions"),
-            total_pageviews=Sum("pageviews"),
-            total_bounces=Sum("bounces"),
-            total_duration=Sum("duration_seconds"),
-        )
-        .annotate(
-            rank=Window(
-                RowNumber(),
-                partition_by=[F("dimension")],
-                order_by=[F("total_sessions").desc(), F("value").asc()],
-            )
-        )
-        .filter(rank__lte=limit)
-        .order_by("dimension", "rank")
+        other_entry = Q(dimension=Dimension.ENTRY_PATH) & ~Q(value=path)
+        hourly, daily = hourly.exclude(other_entry), daily.exclude(other_entry)
+    measures = ["sessions", "pageviews", "bounces", "duration_seconds"]
+    rows, params = _rollup_rows(
+        hourly, daily, start=start, end=end, fields=["dimension", "value", *measures]
     )
+    sql = f"""SELECT dimension, value, {", ".join(f"total_{m}" for m in measures)} FROM (
+            SELECT dimension, value, {", ".join(f"sum({m}) AS total_{m}" for m in measures)},
+                row_number() OVER (PARTITION BY dimension ORDER BY sum(sessions) DESC, value)
+                    AS position
+            FROM ({rows}) rollup GROUP BY dimension, value
+        ) ranked WHERE position <= %s ORDER BY dimension, position"""  # noqa: S608
     breakdown: dict[str, list[dict]] = {dimension: [] for dimension in dimensions}
-    for row in ranked:
-        sessions = row["total_sessions"]
-        breakdown[row["dimension"]].append(
+    for dimension, value, sessions, pageviews, bounces, duration in _fetch(sql, [*params, limit]):
+        breakdown[dimension].append(
             {
-                "value": row["value"],
+                "value": value,
                 "sessions": sessions,
-                "pageviews": row["total_pageviews"],
-                "bounce_rate": row["total_bounces"] / sessions if sessions else None,
-                "avg_session_seconds": row["total_duration"] / sessions if sessions else None,
+                "pageviews": pageviews,
+                "bounce_rate": bounces / sessions if sessions else None,
+                "avg_session_seconds": duration / sessions if sessions else None,
             }
         )
     return breakdown

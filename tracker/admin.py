@@ -4,7 +4,15 @@ from __future__ import annotations
 
 from django.contrib import admin
 
-from tracker.models import AggregationState, PageHourly, SessionHourly, TrackedSession, Visit
+from tracker.models import (
+    AggregationState,
+    PageDaily,
+    PageHourly,
+    SessionDaily,
+    SessionHourly,
+    TrackedSession,
+    Visit,
+)
 
 
 class ReadOnlyAdmin(admin.ModelAdmin):
@@ -61,6 +69,24 @@ class SessionHourlyAdmin(ReadOnlyAdmin):
     list_filter = ["dimension", "hour"]
     search_fields = ["value"]
     ordering = ["-hour", "dimension", "value"]
+    show_full_result_count = False
+
+
+@admin.register(PageDaily)
+class PageDailyAdmin(ReadOnlyAdmin):
+    list_display = ["day", "path", "pageviews", "sessions"]
+    list_filter = ["day"]
+    search_fields = ["path"]
+    ordering = ["-day", "path"]
+    show_full_result_count = False
+
+
+@admin.register(SessionDaily)
+class SessionDailyAdmin(ReadOnlyAdmin):
+    list_display = ["day", "dimension", "value", "sessions", "pageviews", "bounces"]
+    list_filter = ["dimension", "day"]
+    search_fields = ["value"]
+    ordering = ["-day", "dimension", "value"]
     show_full_result_count = False
 
 

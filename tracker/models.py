@@ -147,6 +147,48 @@ class SessionHourly(models.Model):
         return f"{self.hour:%Y-%m-%d %H:00} {self.dimension}={self.value}: {self.sessions}"
 
 
+class PageDaily(models.Model):
+    """PageHourly summed over one UTC day, so a month-long range reads 30 rows per path.
+
+    ``sessions`` is the sum of the day's hourly distinct sessions, like a range of hours.
+    """
+
+    day = models.DateTimeField()  # the UTC midnight starting the day
+    path = models.CharField(max_length=PATH_MAX_LENGTH)
+    pageviews = models.PositiveIntegerField()
+    sessions = models.PositiveIntegerField()
+
+    class Meta:
+        constraints = [models.UniqueConstraint(fields=["day", "path"], name="page_daily_unique")]
+        indexes = [models.Index(fields=["path", "day"], name="page_daily_path")]
+
+    def __str__(self) -> str:
+        return f"{self.day:%Y-%m-%d} {self.path}: {self.pageviews}"
+
+
+class SessionDaily(models.Model):
+    """SessionHourly summed over one UTC day of session starts."""
+
+    day = models.DateTimeField()  # the UTC midnight starting the day
+    dimension = models.CharField(max_length=20, choices=SessionHourly.Dimension.choices)
+    value = models.CharField(max_length=PATH_MAX_LENGTH, blank=True, default="")
+    sessions = models.PositiveIntegerField()
+    pageviews = models.PositiveIntegerField()
+    bounces = models.PositiveIntegerField()
+    duration_seconds = models.PositiveBigIntegerField()
+
+    class Meta:
+        constraints = [
+            models.UniqueConstraint(
+                fields=["day", "dimension", "value"], name="session_daily_unique"
+            ),
+        ]
+        indexes = [models.Index(fields=["dimension", "day"], name="session_daily_dim")]
+
+    def __str__(self) -> str:
+        return f"{self.day:%Y-%m-%d} {self.dimension}={self.value}: {self.sessions}"
+
+
 class AggregationState(models.Model):
     """How far aggregation has got: the highest raw visit id already in the rollups.
 

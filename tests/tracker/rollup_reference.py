@@ -7,7 +7,14 @@ import uuid
 from collections import defaultdict
 from datetime import UTC, datetime, timedelta
 
-from tracker.models import PageHourly, SessionHourly, TrackedSession, Visit
+from tracker.models import (
+    PageDaily,
+    PageHourly,
+    SessionDaily,
+    SessionHourly,
+    TrackedSession,
+    Visit,
+)
 
 START = datetime(2026, 3, 1, 8, 0, tzinfo=UTC)
 PATHS = ["/", "/about/", "/pricing/", "/blog/", "/blog/a/", "/blog/b/", "/docs/", "/contact/"]
@@ -77,6 +84,10 @@ def hour_of(moment: datetime) -> datetime:
     return moment.replace(minute=0, second=0, microsecond=0)
 
 
+def day_of(moment: datetime) -> datetime:
+    return moment.astimezone(UTC).replace(hour=0, minute=0, second=0, microsecond=0)
+
+
 def pages_bucket(pageviews: int) -> str:
     if pageviews <= 3:
         return str(pageviews)
@@ -125,10 +136,23 @@ def expected_rollups() -> dict[str, set[tuple]]:
             cell[2] += summary["pageviews"] == 1
             cell[3] += summary["duration_seconds"]
 
+    page_daily = defaultdict(lambda: [0, 0])
+    for (hour, path), (n, ids) in pages.items():
+        cell = page_daily[(day_of(hour), path)]
+        cell[0] += n
+        cell[1] += len(ids)
+    session_daily = defaultdict(lambda: [0, 0, 0, 0])
+    for (hour, dimension, value), measures in hourly.items():
+        cell = session_daily[(day_of(hour), dimension, value)]
+        for index, measure in enumerate(measures):
+            cell[index] += measure
+
     return {
         "sessions": set(sessions),
         "pages": {(hour, path, n, len(ids)) for (hour, path), (n, ids) in pages.items()},
         "hourly": {(*key, *cell) for key, cell in hourly.items()},
+        "page_daily": {(*key, *cell) for key, cell in page_daily.items()},
+        "session_daily": {(*key, *cell) for key, cell in session_daily.items()},
     }
 
 
@@ -139,6 +163,12 @@ def stored_rollups() -> dict[str, set[tuple]]:
         "hourly": set(
             SessionHourly.objects.values_list(
                 "hour", "dimension", "value", "sessions", "pageviews", "bounces", "duration_seconds"
+            )
+        ),
+        "page_daily": set(PageDaily.objects.values_list("day", "path", "pageviews", "sessions")),
+        "session_daily": set(
+            SessionDaily.objects.values_list(
+                "day", "dimension", "value", "sessions", "pageviews", "bounces", "duration_seconds"
             )
         ),
     }

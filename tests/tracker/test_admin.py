@@ -10,7 +10,15 @@ from tracker.models import Visit
 
 pytestmark = pytest.mark.django_db
 
-ADMIN_MODELS = ["visit", "trackedsession", "pagehourly", "sessionhourly", "aggregationstate"]
+ADMIN_MODELS = [
+    "visit",
+    "trackedsession",
+    "pagehourly",
+    "sessionhourly",
+    "pagedaily",
+    "sessiondaily",
+    "aggregationstate",
+]
 
 
 @pytest.fixture

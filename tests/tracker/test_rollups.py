@@ -16,7 +16,14 @@ from tests.tracker.rollup_reference import (
     stored_rollups,
 )
 from tracker import rollups
-from tracker.models import AggregationState, SessionHourly, TrackedSession, Visit
+from tracker.models import (
+    AggregationState,
+    PageDaily,
+    SessionDaily,
+    SessionHourly,
+    TrackedSession,
+    Visit,
+)
 
 
 def insert(visits: list[Visit]) -> None:
@@ -73,6 +80,22 @@ class VisitsAggregateTests:
         rollups.rollups_rebuild()
         assert stored_rollups() == split
 
+    @pytest.mark.parametrize("seed", [21, 22])
+    def test_aggregate_across_midnight_keeps_daily_rollups_exact(self, seed):
+        # Sessions from 22:00 to past 03:00: days change inside sessions, and late chunks move
+        # sessions' start (and so their SessionDaily row) back across midnight.
+        visits = random_visits(seed=seed, sessions=80, start=START.replace(hour=22))
+        rng = random.Random(seed)
+        cuts = sorted(rng.sample(range(1, len(visits)), 4))
+        for begin, end in zip([0, *cuts], [*cuts, len(visits)], strict=True):
+            insert(visits[begin:end])
+            rollups.visits_aggregate(batch_size=rng.choice([5, 40]))
+            assert stored_rollups() == expected_rollups()
+
+        days = set(PageDaily.objects.values_list("day", flat=True))
+        assert len(days) == 2
+        assert sum(PageDaily.objects.values_list("pageviews", flat=True)) == len(visits)
+
     def test_aggregate_late_visit_moves_session_start_hour(self):
         visits = random_visits(seed=7, sessions=1)
         for visit in visits:
@@ -89,6 +112,8 @@ class VisitsAggregateTests:
         assert stored_rollups() == expected_rollups()
         starts = SessionHourly.objects.filter(dimension="all").values_list("hour", flat=True)
         assert list(starts) == [START]
+        daily = SessionDaily.objects.filter(dimension="all").values_list("day", "sessions")
+        assert list(daily) == [(START.replace(hour=0), 1)]
 
     def test_aggregate_id_gaps_are_skipped_not_walked(self):
         # Batches span ids, not rows: a gap far wider than a batch costs one probe, not a loop.

@@ -4,36 +4,33 @@ from __future__ import annotations
 
 import logging
 import time
-
-from django.db import OperationalError
-from django.db.backends.base.base import BaseDatabaseWrapper
+from collections.abc import Callable
+from typing import TypeVar
 
 logger = logging.getLogger(__name__)
 
 FIRST_DELAY_SECONDS = 0.05
 MAX_DELAY_SECONDS = 0.5
+Connection = TypeVar("Connection")
 
 
-def database_wait_until_available(*, connection: BaseDatabaseWrapper, timeout: float) -> bool:
-    """Return True once ``connection`` is usable, retrying for up to ``timeout`` seconds.
+def connect_retrying(
+    connect: Callable[[], Connection], *, timeout: float, retry_on: type[Exception]
+) -> Connection:
+    """Return ``connect()``, retrying with a growing pause for up to ``timeout`` seconds.
 
-    A persistent connection broken by a restart is found by Django's health check and reopened;
-    while the server is down, connecting is retried with a growing pause. False means the
-    database is still unreachable: the caller goes on and fails as it would have.
+    While the server restarts, connecting fails for a second or two: a request that needs a
+    new connection then (its old one was broken by the restart) waits instead of failing.
     """
     deadline = time.monotonic() + timeout
     delay = FIRST_DELAY_SECONDS
     while True:
         try:
-            connection.close_if_health_check_failed()
-            connection.ensure_connection()
-            return True
-        except OperationalError as error:
+            return connect()
+        except retry_on as error:
             remaining = deadline - time.monotonic()
             if remaining <= 0:
-                logger.error(
-                    "database %s unreachable for %.1f s: %s", connection.alias, timeout, error
-                )
-                return False
+                logger.error("database unreachable for %.1f s: %s", timeout, error)
+                raise
             time.sleep(min(delay, remaining))
             delay = min(delay * 2, MAX_DELAY_SECONDS)

@@ -89,7 +89,6 @@ INSTALLED_APPS = [
 MIDDLEWARE = [
     "django.middleware.security.SecurityMiddleware",
     "whitenoise.middleware.WhiteNoiseMiddleware",
-    "analytics_site.middleware.DatabaseReconnectMiddleware",
     "django.contrib.sessions.middleware.SessionMiddleware",
     "tracker.middleware.VisitTrackingMiddleware",
     "django.middleware.common.CommonMiddleware",
@@ -129,8 +128,10 @@ DATABASES = {
         DATABASE_URL, conn_max_age=CONN_MAX_AGE, conn_health_checks=True
     )
 }
-# How long a request waits for the database to come back (a restart) before it fails.
+# How long a new connection is retried while PostgreSQL restarts before the request fails.
 DATABASE_WAIT_SECONDS = 10
+if DATABASES["default"]["ENGINE"] == "django.db.backends.postgresql":
+    DATABASES["default"]["ENGINE"] = "analytics_site.postgresql"
 DATABASE_IS_SQLITE = DATABASES["default"]["ENGINE"] == "django.db.backends.sqlite3"
 if DATABASE_IS_SQLITE:
     DATABASES["default"]["OPTIONS"] = {

@@ -91,7 +91,7 @@ class EnvironmentSettingsTests:
             DATABASE_URL="postgres://u@127.0.0.1:5432/db",
             REDIS_URL="redis://127.0.0.1:6379/3",
         )
-        assert engine == "django.db.backends.postgresql"
+        assert engine == "analytics_site.postgresql"  # Django's, retrying connects
         assert cache_backend.endswith("RedisCache")
         assert broker == "redis://127.0.0.1:6379/3"
         assert max_age > 0

@@ -2,6 +2,9 @@
 
 plotly.js renders labels and hover text as a small HTML-like markup, so every attacker-controlled
 string (paths, referrers) is HTML-escaped here: the chart then shows it as the literal text.
+
+The figures are written as the JSON plotly.js reads, not through ``plotly.graph_objects``: its
+validation cost about 3 ms per figure, a tenth of a cold dashboard request here.
 """
 
 from __future__ import annotations
@@ -9,7 +12,6 @@ from __future__ import annotations
 import datetime as dt
 import html
 
-import plotly.graph_objects as go
 from django.utils import timezone
 
 ACCENT = "#2563eb"
@@ -25,7 +27,6 @@ def chart_text(value: str) -> str:
 
 def _layout(**overrides) -> dict:
     layout = {
-        "template": "none",
         "height": 280,
         "margin": {"l": 48, "r": 16, "t": 16, "b": 40},
         "font": {"family": "system-ui, -apple-system, Segoe UI, Roboto, sans-serif", "size": 12},
@@ -48,7 +49,7 @@ def _layout(**overrides) -> dict:
 
 
 def _figure(data: list, layout: dict) -> dict:
-    return go.Figure(data=data, layout=layout).to_plotly_json()
+    return {"data": data, "layout": layout}
 
 
 def _count_axis(values: list[int], **axis) -> dict:
@@ -61,12 +62,13 @@ def _count_axis(values: list[int], **axis) -> dict:
 
 def pages_per_session_figure(histogram: list[dict]) -> dict:
     """Sessions by how many pages they viewed (1, 2, 3, 4-5, ...)."""
-    bar = go.Bar(
-        x=[row["bucket"] for row in histogram],
-        y=[row["sessions"] for row in histogram],
-        marker={"color": ACCENT},
-        hovertemplate="%{x} pages: %{y} sessions<extra></extra>",
-    )
+    bar = {
+        "type": "bar",
+        "x": [row["bucket"] for row in histogram],
+        "y": [row["sessions"] for row in histogram],
+        "marker": {"color": ACCENT},
+        "hovertemplate": "%{x} pages: %{y} sessions<extra></extra>",
+    }
     return _figure(
         [bar],
         _layout(
@@ -84,16 +86,17 @@ def session_label(session: dict) -> str:
 def busiest_sessions_figure(sessions: list[dict]) -> dict:
     """Horizontal bars of the busiest sessions' pageviews, the busiest on top."""
     ordered = list(reversed(sessions))
-    bar = go.Bar(
-        orientation="h",
-        y=[chart_text(session_label(session)) for session in ordered],
-        x=[session["pageviews"] for session in ordered],
-        customdata=[
+    bar = {
+        "type": "bar",
+        "orientation": "h",
+        "y": [chart_text(session_label(session)) for session in ordered],
+        "x": [session["pageviews"] for session in ordered],
+        "customdata": [
             [str(session["tracking_id"]), session["duration_seconds"]] for session in ordered
         ],
-        marker={"color": SECOND},
-        hovertemplate="%{y}<br>%{x} pages in %{customdata[1]} s<extra></extra>",
-    )
+        "marker": {"color": SECOND},
+        "hovertemplate": "%{y}<br>%{x} pages in %{customdata[1]} s<extra></extra>",
+    }
     return _figure(
         [bar],
         _layout(
@@ -116,21 +119,23 @@ def plotly_time(moment: dt.datetime, *, hourly: bool) -> str:
 def timeseries_figure(points: list[dict], *, hourly: bool) -> dict:
     """Pageviews as bars and sessions as a line over the same time axis."""
     times = [plotly_time(point["t"], hourly=hourly) for point in points]
-    pageviews = go.Bar(
-        name="Pageviews",
-        x=times,
-        y=[point["pageviews"] for point in points],
-        marker={"color": "rgba(37, 99, 235, 0.35)"},
-        hovertemplate="%{y} pageviews<extra></extra>",
-    )
-    sessions = go.Scatter(
-        name="Sessions",
-        x=times,
-        y=[point["sessions"] for point in points],
-        mode="lines+markers" if len(points) <= 48 else "lines",
-        line={"color": ACCENT, "width": 2.5},
-        hovertemplate="%{y} sessions<extra></extra>",
-    )
+    pageviews = {
+        "type": "bar",
+        "name": "Pageviews",
+        "x": times,
+        "y": [point["pageviews"] for point in points],
+        "marker": {"color": "rgba(37, 99, 235, 0.35)"},
+        "hovertemplate": "%{y} pageviews<extra></extra>",
+    }
+    sessions = {
+        "type": "scatter",
+        "name": "Sessions",
+        "x": times,
+        "y": [point["sessions"] for point in points],
+        "mode": "lines+markers" if len(points) <= 48 else "lines",
+        "line": {"color": ACCENT, "width": 2.5},
+        "hovertemplate": "%{y} sessions<extra></extra>",
+    }
     return _figure(
         [pageviews, sessions],
         _layout(

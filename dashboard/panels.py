@@ -38,15 +38,15 @@ TECH_DIMENSIONS = [Dimension.BROWSER, Dimension.OS, Dimension.DEVICE]
 PANEL_CACHE_SECONDS = 15 * 60
 
 
-def _headline(*, period: Period, path: str, page: int, now: dt.datetime) -> dict:
+def _headline(*, period: Period, path: str, page: int, now: dt.datetime, breakdowns: dict) -> dict:
     return {"headline": queries.headline_totals(start=period.start, end=period.end, path=path)}
 
 
-def _live(*, period: Period, path: str, page: int, now: dt.datetime) -> dict:
+def _live(*, period: Period, path: str, page: int, now: dt.datetime, breakdowns: dict) -> dict:
     return {"live_sessions": queries.live_sessions(now=now)}
 
 
-def _visits(*, period: Period, path: str, page: int, now: dt.datetime) -> dict:
+def _visits(*, period: Period, path: str, page: int, now: dt.datetime, breakdowns: dict) -> dict:
     histogram = queries.pages_per_session_histogram(start=period.start, end=period.end)
     busiest = queries.busiest_sessions(
         start=period.start, end=period.end, limit=BUSIEST_LIMIT, path=path, histogram=histogram
@@ -59,7 +59,7 @@ def _visits(*, period: Period, path: str, page: int, now: dt.datetime) -> dict:
     }
 
 
-def _over_time(*, period: Period, path: str, page: int, now: dt.datetime) -> dict:
+def _over_time(*, period: Period, path: str, page: int, now: dt.datetime, breakdowns: dict) -> dict:
     points = queries.timeseries(start=period.start, end=period.end, path=path)
     return {
         "timeseries": points,
@@ -69,29 +69,24 @@ def _over_time(*, period: Period, path: str, page: int, now: dt.datetime) -> dic
 
 
 def _breakdown(dimensions: list[str]) -> Callable[..., dict]:
-    def build(*, period: Period, path: str, page: int, now: dt.datetime) -> dict:
-        rows = queries.dimension_breakdown(
-            start=period.start,
-            end=period.end,
-            dimensions=dimensions,
-            limit=BREAKDOWN_LIMIT,
-            path=path,
-        )
-        return {f"breakdown_{dimension}": rows[dimension] for dimension in dimensions}
+    def build(*, period: Period, path: str, page: int, now: dt.datetime, breakdowns: dict) -> dict:
+        return {f"breakdown_{dimension}": breakdowns[dimension] for dimension in dimensions}
 
     return build
 
 
-def _pages(*, period: Period, path: str, page: int, now: dt.datetime) -> dict:
+def _pages(*, period: Period, path: str, page: int, now: dt.datetime, breakdowns: dict) -> dict:
     return {
         "top_pages": queries.top_pages(
             start=period.start, end=period.end, limit=BREAKDOWN_LIMIT, path=path
         ),
-        **_breakdown(PAGE_DIMENSIONS)(period=period, path=path, page=page, now=now),
+        **_breakdown(PAGE_DIMENSIONS)(
+            period=period, path=path, page=page, now=now, breakdowns=breakdowns
+        ),
     }
 
 
-def _sessions(*, period: Period, path: str, page: int, now: dt.datetime) -> dict:
+def _sessions(*, period: Period, path: str, page: int, now: dt.datetime, breakdowns: dict) -> dict:
     total = queries.session_count(start=period.start, end=period.end, path=path)
     page_count = max(1, -(-total // SESSIONS_PER_PAGE))
     page = min(page, page_count)
@@ -131,6 +126,12 @@ PARTS: dict[str, Callable[..., dict]] = {
     "sessions": _sessions,
 }
 CACHED_PARTS = {"headline", "visits", "over-time", "pages", "sources", "tech"}
+# The session dimensions each part shows: one query ranks all of those a request needs.
+PART_DIMENSIONS = {
+    "pages": PAGE_DIMENSIONS,
+    "sources": SOURCE_DIMENSIONS,
+    "tech": TECH_DIMENSIONS,
+}
 PAGE_PANELS = ["cards", "visits", "over-time", "pages", "sources", "tech", "sessions"]
 
 
@@ -160,6 +161,19 @@ def panel_context(
             if part in CACHED_PARTS
         }
     hits = cache.get_many(list(keys.values())) if keys else {}
+    missing = [part for part in parts if keys.get(part) not in hits]
+    dimensions = [d for part in missing for d in PART_DIMENSIONS.get(part, [])]
+    breakdowns = (
+        queries.dimension_breakdown(
+            start=period.start,
+            end=period.end,
+            dimensions=dimensions,
+            limit=BREAKDOWN_LIMIT,
+            path=path,
+        )
+        if dimensions
+        else {}
+    )
     context: dict = {}
     computed: dict[str, dict] = {}
     for part in parts:
@@ -167,7 +181,7 @@ def panel_context(
         if key in hits:
             context.update(hits[key])
             continue
-        values = PARTS[part](period=period, path=path, page=page, now=now)
+        values = PARTS[part](period=period, path=path, page=page, now=now, breakdowns=breakdowns)
         context.update(values)
         if key:
             computed[key] = values

@@ -31,6 +31,8 @@ ROLLUP_ORDER = {
     "tracker_trackedsession": "tracking_id",
     "tracker_pagehourly": "hour, path",
     "tracker_sessionhourly": "hour, dimension, value",
+    "tracker_pagedaily": "day, path",
+    "tracker_sessiondaily": "day, dimension, value",
 }
 
 

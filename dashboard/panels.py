@@ -33,6 +33,12 @@ SOURCE_DIMENSIONS = [
     Dimension.UTM_CAMPAIGN,
 ]
 TECH_DIMENSIONS = [Dimension.BROWSER, Dimension.OS, Dimension.DEVICE]
+# The session dimensions each part shows: one query ranks all of those a request needs.
+PART_DIMENSIONS = {
+    "pages": PAGE_DIMENSIONS,
+    "sources": SOURCE_DIMENSIONS,
+    "tech": TECH_DIMENSIONS,
+}
 
 
 PANEL_CACHE_SECONDS = 15 * 60
@@ -80,7 +86,7 @@ def _pages(*, period: Period, path: str, page: int, now: dt.datetime, breakdowns
         "top_pages": queries.top_pages(
             start=period.start, end=period.end, limit=BREAKDOWN_LIMIT, path=path
         ),
-        **_breakdown(PAGE_DIMENSIONS)(
+        **_breakdown(PART_DIMENSIONS["pages"])(
             period=period, path=path, page=page, now=now, breakdowns=breakdowns
         ),
     }
@@ -121,17 +127,11 @@ PARTS: dict[str, Callable[..., dict]] = {
     "visits": _visits,
     "over-time": _over_time,
     "pages": _pages,
-    "sources": _breakdown(SOURCE_DIMENSIONS),
-    "tech": _breakdown(TECH_DIMENSIONS),
+    "sources": _breakdown(PART_DIMENSIONS["sources"]),
+    "tech": _breakdown(PART_DIMENSIONS["tech"]),
     "sessions": _sessions,
 }
 CACHED_PARTS = {"headline", "visits", "over-time", "pages", "sources", "tech"}
-# The session dimensions each part shows: one query ranks all of those a request needs.
-PART_DIMENSIONS = {
-    "pages": PAGE_DIMENSIONS,
-    "sources": SOURCE_DIMENSIONS,
-    "tech": TECH_DIMENSIONS,
-}
 PAGE_PANELS = ["cards", "visits", "over-time", "pages", "sources", "tech", "sessions"]
 
 

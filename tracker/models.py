@@ -106,8 +106,9 @@ class PageHourly(models.Model):
         return f"{self.hour:%Y-%m-%d %H:00} {self.path}: {self.pageviews}"
 
 
-class SessionHourly(models.Model):
-    """Sessions grouped by the hour they started and one dimension's value.
+class SessionCounts(models.Model):
+    """What the session rollups count per dimension value; SessionHourly and SessionDaily add
+    the hour or the day the sessions started in.
 
     ``all`` carries the totals (value ""); ``pages`` buckets sessions by their pageviews
     (1, 2, 3, 4-5, 6-10, 11-20, 21+); the others are the session's entry and exit page, its
@@ -127,13 +128,21 @@ class SessionHourly(models.Model):
         DEVICE = "device", "Device"
         PAGES = "pages", "Pages per session"
 
-    hour = models.DateTimeField()
     dimension = models.CharField(max_length=20, choices=Dimension.choices)
     value = models.CharField(max_length=PATH_MAX_LENGTH, blank=True, default="")
     sessions = models.PositiveIntegerField()
     pageviews = models.PositiveIntegerField()
     bounces = models.PositiveIntegerField()
     duration_seconds = models.PositiveBigIntegerField()
+
+    class Meta:
+        abstract = True
+
+
+class SessionHourly(SessionCounts):
+    """Sessions grouped by the hour they started and one dimension's value."""
+
+    hour = models.DateTimeField()
 
     class Meta:
         constraints = [
@@ -166,16 +175,10 @@ class PageDaily(models.Model):
         return f"{self.day:%Y-%m-%d} {self.path}: {self.pageviews}"
 
 
-class SessionDaily(models.Model):
+class SessionDaily(SessionCounts):
     """SessionHourly summed over one UTC day of session starts."""
 
     day = models.DateTimeField()  # the UTC midnight starting the day
-    dimension = models.CharField(max_length=20, choices=SessionHourly.Dimension.choices)
-    value = models.CharField(max_length=PATH_MAX_LENGTH, blank=True, default="")
-    sessions = models.PositiveIntegerField()
-    pageviews = models.PositiveIntegerField()
-    bounces = models.PositiveIntegerField()
-    duration_seconds = models.PositiveBigIntegerField()
 
     class Meta:
         constraints = [

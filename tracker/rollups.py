@@ -482,25 +482,30 @@ def _aggregate_range(cursor, d: _Dialect, *, lo: int, hi: int) -> int:
     _execute(cursor, _page_hourly_sql(d), [lo, hi, lo])
     _execute(cursor, _insert_sessions_sql(d))
     _execute(cursor, _merge_sessions_sql(d))
-    _apply_session_hourly(cursor, d, lo=lo, hi=hi)
+    _apply_session_hourly(cursor, d)
+    _apply_daily(cursor, d)
+    if d.postgres and bulk:
+        # After a bulk batch, fresh statistics keep the next runs' plans right (autovacuum
+        # would get there, but only after a while).
+        for table in (SESSION, PAGE_HOURLY, SESSION_HOURLY, PAGE_DAILY, SESSION_DAILY):
+            _execute(cursor, f"ANALYZE {table}")
     _execute(cursor, f"SELECT coalesce(sum(pageviews), 0) FROM {BATCH}")
     return int(cursor.fetchone()[0])  # a numeric sum on PostgreSQL
 
 
-def _apply_session_hourly(cursor, d: _Dialect, *, lo: int, hi: int) -> None:
-    _execute(cursor, _delta_sql(d))
-    for statement in _apply_delta_sql(table=SESSION_HOURLY, delta=DELTA, when="hour"):
-        _execute(cursor, statement)
+def _apply_daily(cursor, d: _Dialect) -> None:
+    """Bring the daily rollups in line with this batch's hourly changes."""
     _execute(cursor, _day_delta_sql(d))
     for statement in _apply_delta_sql(table=SESSION_DAILY, delta=DAY_DELTA, when="day"):
         _execute(cursor, statement)
     for statement in _page_daily_sql(d):
         _execute(cursor, statement)
-    if d.postgres and hi - lo > SMALL_BATCH:
-        # After a bulk batch, fresh statistics keep the next runs' plans right (autovacuum
-        # would get there, but only after a while).
-        for table in (SESSION, PAGE_HOURLY, SESSION_HOURLY, PAGE_DAILY, SESSION_DAILY):
-            _execute(cursor, f"ANALYZE {table}")
+
+
+def _apply_session_hourly(cursor, d: _Dialect) -> None:
+    _execute(cursor, _delta_sql(d))
+    for statement in _apply_delta_sql(table=SESSION_HOURLY, delta=DELTA, when="hour"):
+        _execute(cursor, statement)
 
 
 def visits_aggregate(*, batch_size: int = DEFAULT_BATCH_SIZE) -> int:

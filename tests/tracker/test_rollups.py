@@ -157,7 +157,7 @@ class FailedAggregationTests:
         mark = watermark()
         insert(random_visits(seed=11, sessions=40, start=START - timedelta(hours=2)))
 
-        def broken(cursor, d, *, lo, hi):
+        def broken(cursor, d):
             raise RuntimeError("worker killed")
 
         # Fails after PageHourly and TrackedSession were written, before SessionHourly.

@@ -134,6 +134,66 @@ class RedisFallbackTests:
 
 
 @pytest.mark.django_db
+class RedisSinkPipelineTests:
+    """The sink sends each XADD without waiting for its reply; no visit may be lost by that."""
+
+    def test_pipelined_writes_all_land_in_stream(self, redis_stream, redis_url):
+        sink = RedisSink(url=redis_url, stream=redis_stream, fallback=DirectSink())
+        for _ in range(200):
+            sink.write(a_visit())
+            assert len(sink.unconfirmed) <= RedisSink.MAX_UNCONFIRMED
+        sink.flush()
+        assert len(sink.unconfirmed) == 0
+        assert redis_client(redis_url).xlen(redis_stream) == 200
+        assert sink.fallback_count == 0
+        assert Visit.objects.count() == 0
+
+    def test_unanswered_xadds_of_a_dropped_connection_go_to_database(self, redis_stream, redis_url):
+        """Redis drops the connection before running the XADDs it was sent: they are stored
+        directly, and the stream holds only what Redis confirmed."""
+        sink = RedisSink(url=redis_url, stream=redis_stream, fallback=DirectSink())
+        sink.write(a_visit())
+        sink.flush()
+        admin = redis_client(redis_url)
+        sink_address = "{}:{}".format(*sink.connection._sock.getsockname())
+        held = [a_visit() for _ in range(3)]
+        admin.client_pause(5000, all=False)  # write commands wait, unanswered
+        try:
+            for visit in held:
+                sink.write(visit)
+            assert len(sink.unconfirmed) == 3
+            admin.client_kill(sink_address)
+        finally:
+            admin.client_unpause()
+        sink.flush()
+        assert admin.xlen(redis_stream) == 1
+        stored = set(Visit.objects.values_list("event_id", flat=True))
+        assert stored == {visit["event_id"] for visit in held}
+        assert sink.fallback_count == 3
+
+    def test_refused_xadd_goes_to_database_and_sink_keeps_working(self, redis_stream, redis_url):
+        admin = redis_client(redis_url)
+        admin.set(redis_stream, "not a stream")  # XADD now answers WRONGTYPE
+        sink = RedisSink(url=redis_url, stream=redis_stream, fallback=DirectSink())
+        refused = a_visit()
+        sink.write(refused)
+        sink.flush()
+        assert list(Visit.objects.values_list("event_id", flat=True)) == [refused["event_id"]]
+        admin.delete(redis_stream)
+        sink.write(a_visit())
+        sink.flush()
+        assert admin.xlen(redis_stream) == 1
+        assert sink.fallback_count == 1
+
+    def test_drain_in_same_process_sees_unconfirmed_visits(self, redis_stream, redis_url):
+        sink = RedisSink(url=redis_url, stream=redis_stream, fallback=DirectSink())
+        for _ in range(5):
+            sink.write(a_visit())
+        assert drain_buffered_visits() == 5
+        assert len(sink.unconfirmed) == 0
+
+
+@pytest.mark.django_db
 class RedisDrainTests:
     def test_drain_exactly_once(self, redis_stream, redis_url):
         client = Client(headers={"user-agent": BROWSER_UA})

@@ -1,8 +1,9 @@
 """Turn one tracked request and its response into one raw visit, and hand it to a sink.
 
-A visit holds the session's tracking id (random, kept in the session data), never the session
-key; the referrer's host, never its URL; browser / OS / device families, never the user agent;
-the path and three UTM fields, never the query string. No IP address, no cookie.
+A visit holds the session's tracking id (random and time-ordered, a UUIDv7 kept in the session
+data), never the session key; the referrer's host, never its URL; browser / OS / device
+families, never the user agent; the path and three UTM fields, never the query string. No IP
+address, no cookie.
 """
 
 from __future__ import annotations
@@ -16,6 +17,7 @@ from urllib.parse import urlsplit
 from django.core.exceptions import DisallowedHost
 from django.http.request import split_domain_port
 
+from tracker.ids import uuid7
 from tracker.models import HOST_MAX_LENGTH, PATH_MAX_LENGTH, UTM_MAX_LENGTH
 
 if TYPE_CHECKING:
@@ -48,7 +50,7 @@ def tracking_id_for(session: SessionBase) -> uuid.UUID:
             return uuid.UUID(stored)
         except ValueError:
             pass
-    tracking_id = uuid.uuid4()
+    tracking_id = uuid7()
     session[TRACKING_ID_SESSION_KEY] = str(tracking_id)
     return tracking_id
 
@@ -80,18 +82,20 @@ def visit_build(
 ) -> dict:
     """Return the visit row (field name -> value) for a tracked request; no side effect but
     creating the session's tracking id."""
+    # Most page views have no query string and no referrer: skip parsing what is not there.
+    query = request.GET if request.META.get("QUERY_STRING") else {}
     utm = {
-        field: clean_text(request.GET.get(field, ""), max_length=UTM_MAX_LENGTH)
-        for field in UTM_FIELDS
+        field: clean_text(query.get(field, ""), max_length=UTM_MAX_LENGTH) for field in UTM_FIELDS
     }
+    referrer = request.META.get("HTTP_REFERER", "")
     return {
-        "event_id": uuid.uuid4(),
+        "event_id": uuid7(),
         "tracking_id": tracking_id_for(request.session),
         "visited_at": datetime.now(UTC),
         "path": clean_text(request.path, max_length=PATH_MAX_LENGTH) or "/",
         **utm,
-        "referrer_host": referrer_host(
-            referrer=request.META.get("HTTP_REFERER", ""), site_host=own_host(request)
+        "referrer_host": (
+            referrer_host(referrer=referrer, site_host=own_host(request)) if referrer else ""
         ),
         "browser": agent.browser,
         "os": agent.os,

@@ -1,17 +1,19 @@
 from __future__ import annotations
 
 import uuid
+from datetime import timedelta
 
 import pytest
 from django.contrib.sessions.backends.signed_cookies import SessionStore
 from django.http import HttpResponse
-from django.test import RequestFactory
+from django.test import Client, RequestFactory
 from hypothesis import given
 from hypothesis import strategies as st
 
 from tests.tracker.user_agents import BROWSER_UA
 from tracker.classify import classify_user_agent
-from tracker.models import HOST_MAX_LENGTH, PATH_MAX_LENGTH, UTM_MAX_LENGTH
+from tracker.ids import uuid7_time
+from tracker.models import HOST_MAX_LENGTH, PATH_MAX_LENGTH, UTM_MAX_LENGTH, Visit
 from tracker.recording import (
     TRACKING_ID_SESSION_KEY,
     clean_text,
@@ -21,9 +23,9 @@ from tracker.recording import (
 )
 
 
-def build(path: str = "/", **meta) -> dict:
+def build(path: str = "/", session: SessionStore | None = None, **meta) -> dict:
     request = RequestFactory().get(path, headers={"user-agent": BROWSER_UA}, **meta)
-    request.session = SessionStore()
+    request.session = SessionStore() if session is None else session
     return visit_build(
         request=request,
         response=HttpResponse(status=200),
@@ -116,3 +118,41 @@ class VisitBuildTests:
         }  # fmt: skip
         assert "203.0.113.9" not in str(visit)
         assert BROWSER_UA not in str(visit)
+
+
+class TimeOrderedIdsTests:
+    def test_successive_visits_event_ids_sort_in_visit_order(self):
+        session = SessionStore()
+        visits = [build(f"/page-{number}/", session=session) for number in range(50)]
+
+        event_ids = [visit["event_id"] for visit in visits]
+        assert sorted(event_ids) == event_ids
+        assert {event_id.version for event_id in event_ids} == {7}
+        for visit in visits:
+            made_before = visit["visited_at"] - uuid7_time(visit["event_id"])
+            assert timedelta(0) <= made_before < timedelta(seconds=1)
+
+    def test_new_tracking_id_time_ordered_and_kept(self):
+        session = SessionStore()
+        first = build(session=session)["tracking_id"]
+        assert first.version == 7
+        assert build(session=session)["tracking_id"] == first
+        assert tracking_id_for(SessionStore()) > first
+
+    def test_tracking_id_stored_uuid4_still_used(self):
+        session = SessionStore()
+        session[TRACKING_ID_SESSION_KEY] = str(existing := uuid.uuid4())
+        assert build(session=session)["tracking_id"] == existing
+
+    @pytest.mark.django_db
+    def test_stored_visits_event_ids_sort_in_visit_order(self, settings):
+        settings.TRACKER_SINK = "direct"
+        client = Client(headers={"user-agent": BROWSER_UA})
+        for path in ["/", "/about/", "/", "/about/", "/", "/about/"]:
+            assert client.get(path).status_code == 200
+
+        in_visit_order = list(Visit.objects.order_by("visited_at", "id").values_list("id"))
+        assert list(Visit.objects.order_by("event_id").values_list("id")) == in_visit_order
+        assert len(in_visit_order) == 6
+        tracking_ids = set(Visit.objects.values_list("tracking_id", flat=True))
+        assert [tracking_id.version for tracking_id in tracking_ids] == [7]

@@ -1,12 +1,13 @@
 """Read functions behind the dashboard: rollups for every range, raw visits only for "live".
 
-A session belongs to a range by the hour it started. Figures of any range come from PageHourly,
-SessionHourly and TrackedSession (through its (first_seen, pageviews) index), so their cost grows
-with the number of hours, paths and sessions shown, never with the raw visit table.
+A session belongs to a range by the hour it started. Figures of any range come from the rollups
+(whole UTC days from PageDaily and SessionDaily, the hours at a range's edges from PageHourly and
+SessionHourly) and TrackedSession (through its (first_seen, pageviews) index), so their cost grows
+with the number of days (or hours), paths and sessions shown, never with the raw visit table.
 
 Pageviews follow their session: without a filter they are the pageviews of the sessions started
-in the range (so pages per session is exactly pageviews / sessions, and a few hourly rows per day
-answer every headline figure). With a path filter, page-level figures (pageviews, the time
+in the range (so pages per session is exactly pageviews / sessions, and one daily row per day
+answers every headline figure). With a path filter, page-level figures (pageviews, the time
 series' pageviews, top pages) are the views of that path in the range by visit time, and
 session-level figures are those of the sessions that entered on it. Top pages always count
 views by visit time.
@@ -17,6 +18,8 @@ from __future__ import annotations
 import datetime as dt
 import uuid
 from dataclasses import dataclass
+from functools import reduce
+from operator import or_
 
 from django.db import connection
 from django.db.models import Count, F, Q, QuerySet, Sum
@@ -52,10 +55,10 @@ def _utc_day(moment: dt.datetime) -> dt.datetime:
     return moment.astimezone(dt.UTC).replace(hour=0, minute=0, second=0, microsecond=0)
 
 
-def _rollup_rows(
-    hourly: QuerySet, daily: QuerySet, *, start: dt.datetime, end: dt.datetime, fields: list[str]
-) -> tuple[str, list]:
-    """SQL and parameters of the rollup rows that cover [start, end) exactly.
+def _rollup_parts(
+    hourly: QuerySet, daily: QuerySet, *, start: dt.datetime, end: dt.datetime
+) -> list[tuple[QuerySet, str]]:
+    """The rollup rows that cover [start, end) exactly, each part with its time column's name.
 
     Whole UTC days inside the range come from the daily table (30 rows a month per key rather
     than 720); the hours at either edge come from the hourly one.
@@ -65,11 +68,24 @@ def _rollup_rows(
         first_day += dt.timedelta(days=1)
     last_day = _utc_day(end)
     if first_day >= last_day:
-        parts = [hourly.filter(hour__gte=start, hour__lt=end)]
-    else:
-        edges = Q(hour__gte=start, hour__lt=first_day) | Q(hour__gte=last_day, hour__lt=end)
-        parts = [hourly.filter(edges), daily.filter(day__gte=first_day, day__lt=last_day)]
-    compiled = [part.values(*fields).query.sql_with_params() for part in parts]
+        return [(hourly.filter(hour__gte=start, hour__lt=end), "hour")]
+    edges = [
+        Q(hour__gte=low, hour__lt=high)
+        for low, high in ((start, first_day), (last_day, end))
+        if low < high
+    ]
+    parts = [(hourly.filter(reduce(or_, edges)), "hour")] if edges else []
+    return [*parts, (daily.filter(day__gte=first_day, day__lt=last_day), "day")]
+
+
+def _rollup_rows(
+    hourly: QuerySet, daily: QuerySet, *, start: dt.datetime, end: dt.datetime, fields: list[str]
+) -> tuple[str, list]:
+    """SQL and parameters of ``fields`` of the rollup rows that cover [start, end) exactly."""
+    compiled = [
+        part.values(*fields).query.sql_with_params()
+        for part, _ in _rollup_parts(hourly, daily, start=start, end=end)
+    ]
     return " UNION ALL ".join(sql for sql, _ in compiled), [
         param for _, params in compiled for param in params
     ]
@@ -81,16 +97,45 @@ def _fetch(sql: str, params: list) -> list[tuple]:
         return cursor.fetchall()
 
 
-def _session_rows(*, path: str | None):
-    """SessionHourly rows for all sessions, or for the sessions that entered on ``path``."""
+def _session_rows(model: type[SessionHourly | SessionDaily], *, path: str | None) -> QuerySet:
+    """Session rollup rows for all sessions, or for the sessions that entered on ``path``."""
     if path:
-        return SessionHourly.objects.filter(dimension=Dimension.ENTRY_PATH, value=path)
-    return SessionHourly.objects.filter(dimension=Dimension.ALL, value="")
+        return model.objects.filter(dimension=Dimension.ENTRY_PATH, value=path)
+    return model.objects.filter(dimension=Dimension.ALL, value="")
 
 
-def _page_rows(*, path: str | None):
-    rows = PageHourly.objects.all()
+def _page_rows(model: type[PageHourly | PageDaily], *, path: str | None) -> QuerySet:
+    rows = model.objects.all()
     return rows.filter(path=path) if path else rows
+
+
+SESSION_MEASURES = ["sessions", "pageviews", "bounces", "duration_seconds"]
+
+
+def _period_sums(
+    hourly: QuerySet, daily: QuerySet, *, start: dt.datetime, end: dt.datetime, fields: list[str]
+) -> tuple[dict[str, int], dict[str, int]]:
+    """Sums of ``fields`` over [start, end) and over the period of the same length before it.
+
+    One query; each period reads its whole days from the daily rollup, so a month costs about
+    30 rows per period however busy the site is.
+    """
+    previous_start = start - (end - start)
+    current_rows, current_params = _rollup_rows(hourly, daily, start=start, end=end, fields=fields)
+    previous_rows, previous_params = _rollup_rows(
+        hourly, daily, start=previous_start, end=start, fields=fields
+    )
+    sums = ", ".join(f"coalesce(sum({field}), 0)" for field in fields)
+    # Only column names and the ORM's own SQL are interpolated; values are parameters.
+    sql = f"""SELECT * FROM (SELECT {sums} FROM ({current_rows}) rollup) current_period
+        CROSS JOIN (SELECT {sums} FROM ({previous_rows}) rollup) previous_period"""  # noqa: S608
+    row = _fetch(sql, [*current_params, *previous_params])[0]
+    # int(): PostgreSQL sums a bigint column as numeric.
+    current, previous = row[: len(fields)], row[len(fields) :]
+    return (
+        {field: int(value) for field, value in zip(fields, current, strict=True)},
+        {field: int(value) for field, value in zip(fields, previous, strict=True)},
+    )
 
 
 def _ratios(*, sessions: int, session_pageviews: int, bounces: int, duration: int) -> dict:
@@ -106,50 +151,35 @@ def headline_totals(
 ) -> dict[str, dict]:
     """The headline figures of [start, end) and of the period of the same length before it.
 
-    One query (two with a path filter) summing both periods at once with filtered aggregates.
+    One query (two with a path filter) summing both periods at once.
     """
-    previous_start = start - (end - start)
-    in_current = Q(hour__gte=start)
-    in_previous = Q(hour__lt=start)
-    session_sums = (
-        _session_rows(path=path)
-        .filter(hour__gte=previous_start, hour__lt=end)
-        .aggregate(
-            cur_sessions=Sum("sessions", filter=in_current, default=0),
-            cur_session_pageviews=Sum("pageviews", filter=in_current, default=0),
-            cur_bounces=Sum("bounces", filter=in_current, default=0),
-            cur_duration=Sum("duration_seconds", filter=in_current, default=0),
-            prev_sessions=Sum("sessions", filter=in_previous, default=0),
-            prev_session_pageviews=Sum("pageviews", filter=in_previous, default=0),
-            prev_bounces=Sum("bounces", filter=in_previous, default=0),
-            prev_duration=Sum("duration_seconds", filter=in_previous, default=0),
-        )
+    session_sums = _period_sums(
+        _session_rows(SessionHourly, path=path),
+        _session_rows(SessionDaily, path=path),
+        start=start,
+        end=end,
+        fields=SESSION_MEASURES,
     )
     if path:
-        page_sums = (
-            _page_rows(path=path)
-            .filter(hour__gte=previous_start, hour__lt=end)
-            .aggregate(
-                cur_pageviews=Sum("pageviews", filter=in_current, default=0),
-                prev_pageviews=Sum("pageviews", filter=in_previous, default=0),
-            )
+        page_sums = _period_sums(
+            _page_rows(PageHourly, path=path),
+            _page_rows(PageDaily, path=path),
+            start=start,
+            end=end,
+            fields=["pageviews"],
         )
     else:
-        page_sums = {
-            "cur_pageviews": session_sums["cur_session_pageviews"],
-            "prev_pageviews": session_sums["prev_session_pageviews"],
-        }
+        page_sums = session_sums  # pageviews follow their session (see the top)
     periods = {}
-    for prefix, name in (("cur_", "current"), ("prev_", "previous")):
-        sessions = session_sums[f"{prefix}sessions"]
+    for name, sessions, pages in zip(("current", "previous"), session_sums, page_sums, strict=True):
         periods[name] = {
-            "sessions": sessions,
-            "pageviews": page_sums[f"{prefix}pageviews"],
+            "sessions": sessions["sessions"],
+            "pageviews": pages["pageviews"],
             **_ratios(
-                sessions=sessions,
-                session_pageviews=session_sums[f"{prefix}session_pageviews"],
-                bounces=session_sums[f"{prefix}bounces"],
-                duration=session_sums[f"{prefix}duration"],
+                sessions=sessions["sessions"],
+                session_pageviews=sessions["pageviews"],
+                bounces=sessions["bounces"],
+                duration=sessions["duration_seconds"],
             ),
         }
     periods["change"] = {
@@ -162,7 +192,7 @@ def headline_totals(
 def session_count(*, start: dt.datetime, end: dt.datetime, path: str | None = None) -> int:
     """Sessions started in [start, end) (entered on ``path``), counted from the hourly rollup."""
     return (
-        _session_rows(path=path)
+        _session_rows(SessionHourly, path=path)
         .filter(hour__gte=start, hour__lt=end)
         .aggregate(total=Sum("sessions", default=0))["total"]
     )
@@ -191,12 +221,15 @@ def top_pages(
 
 def pages_per_session_histogram(*, start: dt.datetime, end: dt.datetime) -> list[dict]:
     """Sessions started in the range by their number of pageviews, every bucket present."""
-    counts = dict(
-        SessionHourly.objects.filter(dimension=Dimension.PAGES, hour__gte=start, hour__lt=end)
-        .values("value")
-        .annotate(total=Sum("sessions"))
-        .values_list("value", "total")
+    rows, params = _rollup_rows(
+        SessionHourly.objects.filter(dimension=Dimension.PAGES),
+        SessionDaily.objects.filter(dimension=Dimension.PAGES),
+        start=start,
+        end=end,
+        fields=["value", "sessions"],
     )
+    sql = f"SELECT value, sum(sessions) FROM ({rows}) rollup GROUP BY value"  # noqa: S608
+    counts = dict(_fetch(sql, params))
     return [{"bucket": bucket, "sessions": counts.get(bucket, 0)} for bucket in PAGES_BUCKETS]
 
 
@@ -214,31 +247,65 @@ def _buckets(*, start: dt.datetime, end: dt.datetime, hourly: bool) -> list[dt.d
     ]
 
 
-def timeseries(*, start: dt.datetime, end: dt.datetime, path: str | None = None) -> list[dict]:
-    """Pageviews and sessions per hour up to two days, else per local day (see the top)."""
-    hourly = end - start <= HOURLY_UP_TO
-    bucket = F("hour") if hourly else TruncDay("hour", tzinfo=timezone.get_current_timezone())
+def _days_are_utc_days(buckets: list[dt.datetime]) -> bool:
+    """True when every local day bucket is also a UTC day (a site on UTC, or London in winter)."""
+    if not buckets:
+        return False
+    boundaries = [*buckets, buckets[-1] + dt.timedelta(days=1)]
+    return all(moment.utcoffset() == dt.timedelta(0) for moment in boundaries)
 
-    def per_bucket(rows, *fields: str) -> dict[dt.datetime, tuple[int, ...]]:
-        grouped = (
-            rows.filter(hour__gte=start, hour__lt=end)
-            .annotate(bucket=bucket)
+
+def timeseries(*, start: dt.datetime, end: dt.datetime, path: str | None = None) -> list[dict]:
+    """Pageviews and sessions per hour up to two days, else per local day (see the top).
+
+    Where local days are UTC days, whole days come from the daily rollups; elsewhere a local day
+    straddles two rows of them, so its hours are summed.
+    """
+    hourly = end - start <= HOURLY_UP_TO
+    buckets = _buckets(start=start, end=end, hourly=hourly)
+    whole_days = not hourly and _days_are_utc_days(buckets)
+    zone = timezone.get_current_timezone()
+
+    def per_bucket(hourly_rows, daily_rows, *fields: str) -> dict[dt.datetime, tuple[int, ...]]:
+        if whole_days:
+            parts = _rollup_parts(hourly_rows, daily_rows, start=start, end=end)
+        else:
+            parts = [(hourly_rows.filter(hour__gte=start, hour__lt=end), "hour")]
+        grouped = [
+            part.annotate(bucket=F(when) if hourly else TruncDay(when, tzinfo=zone))
             .values("bucket")
             .annotate(**{f"total_{field}": Sum(field) for field in fields})
             .values_list("bucket", *(f"total_{field}" for field in fields))
-        )
-        return {moment: totals for moment, *totals in grouped}
+            for part, when in parts
+        ]
+        # The edge hours lie in the range's partial days, never in a whole day read from the
+        # daily rollup: each bucket comes from one part only.
+        rows = grouped[0].union(*grouped[1:], all=True) if len(grouped) > 1 else grouped[0]
+        return {moment: totals for moment, *totals in rows}
 
     if path:
-        pageviews = {k: v[0] for k, v in per_bucket(_page_rows(path=path), "pageviews").items()}
-        sessions = {k: v[0] for k, v in per_bucket(_session_rows(path=path), "sessions").items()}
+        pages = per_bucket(
+            _page_rows(PageHourly, path=path), _page_rows(PageDaily, path=path), "pageviews"
+        )
+        entries = per_bucket(
+            _session_rows(SessionHourly, path=path),
+            _session_rows(SessionDaily, path=path),
+            "sessions",
+        )
+        pageviews = {moment: totals[0] for moment, totals in pages.items()}
+        sessions = {moment: totals[0] for moment, totals in entries.items()}
     else:
-        both = per_bucket(_session_rows(path=None), "pageviews", "sessions")
+        both = per_bucket(
+            _session_rows(SessionHourly, path=None),
+            _session_rows(SessionDaily, path=None),
+            "pageviews",
+            "sessions",
+        )
         pageviews = {moment: totals[0] for moment, totals in both.items()}
         sessions = {moment: totals[1] for moment, totals in both.items()}
     return [
         {"t": moment, "pageviews": pageviews.get(moment, 0), "sessions": sessions.get(moment, 0)}
-        for moment in _buckets(start=start, end=end, hourly=hourly)
+        for moment in buckets
     ]
 
 

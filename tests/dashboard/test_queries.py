@@ -3,10 +3,11 @@
 from __future__ import annotations
 
 import datetime as dt
-from collections import Counter
+from collections import Counter, defaultdict
 
 import pytest
 from django.db.models import Sum
+from django.utils import timezone
 
 from dashboard import queries
 from tests.dashboard.conftest import at
@@ -56,6 +57,37 @@ def hourly_breakdown(start, end, dimension) -> Counter:
     return Counter(dict(rows))
 
 
+def hourly_totals(start, end, *, path) -> dict[str, int]:
+    """The headline sums of [start, end) straight from the hourly rollups."""
+    entries = {"dimension": "entry_path", "value": path} if path else {"dimension": "all"}
+    sums = SessionHourly.objects.filter(hour__gte=start, hour__lt=end, **entries).aggregate(
+        sessions=Sum("sessions", default=0),
+        pageviews=Sum("pageviews", default=0),
+        bounces=Sum("bounces", default=0),
+    )
+    if path:
+        sums["pageviews"] = PageHourly.objects.filter(
+            hour__gte=start, hour__lt=end, path=path
+        ).aggregate(total=Sum("pageviews", default=0))["total"]
+    return sums
+
+
+def hourly_series(start, end, *, path, daily) -> dict[dt.datetime, list[int]]:
+    """[pageviews, sessions] per bucket (local day or hour) summed from the hourly rollups."""
+    if path:
+        pageviews = PageHourly.objects.filter(path=path)
+        sessions = SessionHourly.objects.filter(dimension="entry_path", value=path)
+    else:
+        pageviews = sessions = SessionHourly.objects.filter(dimension="all")
+    series = defaultdict(lambda: [0, 0])
+    for position, rows, field in ((0, pageviews, "pageviews"), (1, sessions, "sessions")):
+        for hour, value in rows.filter(hour__gte=start, hour__lt=end).values_list("hour", field):
+            if daily:
+                hour = timezone.localtime(hour).replace(hour=0, minute=0, second=0)
+            series[hour][position] += value
+    return series
+
+
 class RollupRangeTests:
     def test_daily_rows_are_used(self, four_days):
         assert PageDaily.objects.count() > 0
@@ -71,6 +103,43 @@ class RollupRangeTests:
     def test_top_pages_with_path_filter(self, four_days, start, end):
         expected = [row for row in hourly_top_pages(start, end) if row["path"] == "/pricing/"]
         assert queries.top_pages(start=start, end=end, limit=10, path="/pricing/") == expected
+
+    @pytest.mark.parametrize("path", [None, "/pricing/"])
+    @pytest.mark.parametrize(("start", "end"), RANGES)
+    def test_headline_equals_hourly_sums(self, four_days, start, end, path):
+        headline = queries.headline_totals(start=start, end=end, path=path)
+        previous_start = start - (end - start)
+        for period, low, high in (("current", start, end), ("previous", previous_start, start)):
+            expected = hourly_totals(low, high, path=path)
+            sessions = expected["sessions"]
+            assert headline[period]["sessions"] == sessions
+            assert headline[period]["pageviews"] == expected["pageviews"]
+            bounce_rate = round(expected["bounces"] / sessions, 4) if sessions else None
+            assert headline[period]["bounce_rate"] == bounce_rate
+
+    @pytest.mark.parametrize(("start", "end"), RANGES)
+    def test_histogram_equals_hourly_sums(self, four_days, start, end):
+        histogram = queries.pages_per_session_histogram(start=start, end=end)
+        assert [row["bucket"] for row in histogram] == queries.PAGES_BUCKETS
+        got = {row["bucket"]: row["sessions"] for row in histogram if row["sessions"]}
+        assert got == dict(hourly_breakdown(start, end, "pages"))
+
+    # London's days are UTC days in January (daily rollups read); Paris's are not (hours summed).
+    @pytest.mark.parametrize("zone", ["UTC", "Europe/London", "Europe/Paris"])
+    @pytest.mark.parametrize("path", [None, "/pricing/"])
+    @pytest.mark.parametrize(("start", "end"), RANGES)
+    def test_timeseries_equals_hourly_sums(self, four_days, settings, start, end, path, zone):
+        settings.TIME_ZONE = zone
+        points = queries.timeseries(start=start, end=end, path=path)
+        daily = end - start > queries.HOURLY_UP_TO
+        expected = hourly_series(start, end, path=path, daily=daily)
+        got = {
+            p["t"]: [p["pageviews"], p["sessions"]]
+            for p in points
+            if p["pageviews"] or p["sessions"]
+        }
+        assert got == dict(expected)
+        assert set(expected) <= {point["t"] for point in points}
 
     @pytest.mark.parametrize(("start", "end"), RANGES)
     def test_breakdown_equals_hourly_sums(self, four_days, start, end):

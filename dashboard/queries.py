@@ -27,6 +27,7 @@ from django.db.models.functions import TruncDay
 from django.utils import timezone
 
 from tracker.models import (
+    SESSION_MEASURES,
     PageDaily,
     PageHourly,
     SessionDaily,
@@ -109,9 +110,6 @@ def _page_rows(model: type[PageHourly | PageDaily], *, path: str | None) -> Quer
     return rows.filter(path=path) if path else rows
 
 
-SESSION_MEASURES = ["sessions", "pageviews", "bounces", "duration_seconds"]
-
-
 def _period_sums(
     hourly: QuerySet, daily: QuerySet, *, start: dt.datetime, end: dt.datetime, fields: list[str]
 ) -> tuple[dict[str, int], dict[str, int]]:
@@ -190,12 +188,16 @@ def headline_totals(
 
 
 def session_count(*, start: dt.datetime, end: dt.datetime, path: str | None = None) -> int:
-    """Sessions started in [start, end) (entered on ``path``), counted from the hourly rollup."""
-    return (
-        _session_rows(SessionHourly, path=path)
-        .filter(hour__gte=start, hour__lt=end)
-        .aggregate(total=Sum("sessions", default=0))["total"]
+    """Sessions started in [start, end) (entered on ``path``), counted from the rollups."""
+    rows, params = _rollup_rows(
+        _session_rows(SessionHourly, path=path),
+        _session_rows(SessionDaily, path=path),
+        start=start,
+        end=end,
+        fields=["sessions"],
     )
+    sql = f"SELECT coalesce(sum(sessions), 0) FROM ({rows}) rollup"  # noqa: S608
+    return int(_fetch(sql, params)[0][0])  # a numeric sum on PostgreSQL
 
 
 def top_pages(
@@ -326,7 +328,7 @@ def dimension_breakdown(
     if path:
         other_entry = Q(dimension=Dimension.ENTRY_PATH) & ~Q(value=path)
         hourly, daily = hourly.exclude(other_entry), daily.exclude(other_entry)
-    measures = ["sessions", "pageviews", "bounces", "duration_seconds"]
+    measures = SESSION_MEASURES
     rows, params = _rollup_rows(
         hourly, daily, start=start, end=end, fields=["dimension", "value", *measures]
     )

@@ -125,11 +125,12 @@ def visits_decoded(entries: list[tuple[str, dict]]) -> list[Visit]:
     return visits
 
 
+# Short timeouts: a stalled Redis must cost a page view milliseconds, not seconds.
+REDIS_TIMEOUTS = {"socket_connect_timeout": 0.25, "socket_timeout": 0.5}
+
+
 def redis_client(url: str) -> redis.Redis:
-    # Short timeouts: a stalled Redis must cost a page view milliseconds, not seconds.
-    return redis.Redis.from_url(
-        url, decode_responses=True, socket_connect_timeout=0.25, socket_timeout=0.5
-    )
+    return redis.Redis.from_url(url, decode_responses=True, **REDIS_TIMEOUTS)
 
 
 class RedisSink:
@@ -150,7 +151,7 @@ class RedisSink:
     RETRY_AFTER_SECONDS = 1.0
 
     def __init__(self, *, url: str, stream: str, fallback: VisitSink) -> None:
-        pool = redis.ConnectionPool.from_url(url, socket_connect_timeout=0.25, socket_timeout=0.5)
+        pool = redis.ConnectionPool.from_url(url, **REDIS_TIMEOUTS)
         self.connection = pool.make_connection()
         self.stream = stream
         self.fallback = fallback

@@ -107,6 +107,10 @@ class PageHourly(models.Model):
         return f"{self.hour:%Y-%m-%d %H:00} {self.path}: {self.pageviews}"
 
 
+# The fields of SessionCounts that add up across hours, days and batches.
+SESSION_MEASURES = ["sessions", "pageviews", "bounces", "duration_seconds"]
+
+
 class SessionCounts(models.Model):
     """What the session rollups count per dimension value; SessionHourly and SessionDaily add
     the hour or the day the sessions started in.

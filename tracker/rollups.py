@@ -46,6 +46,7 @@ from django.db import connection, transaction
 
 from tracker.models import (
     PATH_MAX_LENGTH,
+    SESSION_MEASURES,
     AggregationState,
     PageDaily,
     PageHourly,
@@ -341,9 +342,6 @@ def _delta_sql(d: _Dialect) -> str:
         GROUP BY 1, 2, 3
         {changed}
     """
-
-
-SESSION_MEASURES = ["sessions", "pageviews", "bounces", "duration_seconds"]
 
 
 def _apply_delta_sql(*, table: str, delta: str, when: str) -> list[str]:

@@ -115,6 +115,37 @@ class VisitsAggregateTests:
         daily = SessionDaily.objects.filter(dimension="all").values_list("day", "sessions")
         assert list(daily) == [(START.replace(hour=0), 1)]
 
+    @pytest.mark.skipif(
+        connection.vendor != "postgresql", reason="a PostgreSQL planner hazard"
+    )
+    def test_bulk_batch_into_rollups_analyzed_empty_never_rescans_them(self, monkeypatch):
+        # A fresh install whose empty rollup tables were analyzed, then a big first batch: a
+        # statement that reads the table it fills is planned for an empty table and rescans it
+        # for every row it adds (88 s instead of 1.7 s for 84k keys, measured).
+        monkeypatch.setattr(rollups, "SMALL_BATCH", 0)
+        filled = {"tracker_sessionhourly", "tracker_sessiondaily"}
+        with connection.cursor() as cursor:
+            for table in filled:
+                cursor.execute(f"ANALYZE {table}")
+        insert(random_visits(seed=23, sessions=80))
+        plans = {}
+
+        def explain_inserts(execute, sql, params, many, context):
+            table = sql.split()[2] if sql.startswith("INSERT INTO") else None
+            if table in filled:
+                with connection.cursor() as cursor:
+                    cursor.execute(f"EXPLAIN {sql}", params)
+                    plans[table] = "\n".join(row[0] for row in cursor.fetchall())
+            return execute(sql, params, many, context)
+
+        with connection.execute_wrapper(explain_inserts):
+            rollups.visits_aggregate()
+
+        assert stored_rollups() == expected_rollups()
+        assert plans.keys() == filled
+        for table, plan in plans.items():
+            assert f"Scan on {table}" not in plan, plan
+
     def test_aggregate_id_gaps_are_skipped_not_walked(self):
         # Batches span ids, not rows: a gap far wider than a batch costs one probe, not a loop.
         visits = random_visits(seed=15, sessions=40)

@@ -115,9 +115,7 @@ class VisitsAggregateTests:
         daily = SessionDaily.objects.filter(dimension="all").values_list("day", "sessions")
         assert list(daily) == [(START.replace(hour=0), 1)]
 
-    @pytest.mark.skipif(
-        connection.vendor != "postgresql", reason="a PostgreSQL planner hazard"
-    )
+    @pytest.mark.skipif(connection.vendor != "postgresql", reason="a PostgreSQL planner hazard")
     def test_bulk_batch_into_rollups_analyzed_empty_never_rescans_them(self, monkeypatch):
         # A fresh install whose empty rollup tables were analyzed, then a big first batch: a
         # statement that reads the table it fills is planned for an empty table and rescans it

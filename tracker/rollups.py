@@ -183,23 +183,30 @@ def _pages_bucket(pageviews: str) -> str:
     )
 
 
-def _batch_sql() -> str:
+def _batch_sql(d: _Dialect) -> str:
     """Summarise the batch (ids in (lo, hi]) per session into BATCH; params: lo, hi."""
     # One sort by (session, time, id): the first row of each session is its entry and carries
     # the first-touch fields; whole-partition window aggregates give the rest.
-    return f"""
-        INSERT INTO {BATCH} (tracking_id, {", ".join(SUMMARY)})
-        SELECT tracking_id, visited_at, last_seen, pageviews, path, exit_path,
-            {", ".join(FIRST_TOUCH)}
-        FROM (
-            SELECT tracking_id, visited_at, path, {", ".join(FIRST_TOUCH)},
-                row_number() OVER visits AS position,
-                count(*) OVER session AS pageviews,
-                last_value(visited_at) OVER session AS last_seen,
-                last_value(path) OVER session AS exit_path
+    session = "PARTITION BY tracking_id ORDER BY visited_at, id"
+    whole = "ROWS BETWEEN UNBOUNDED PRECEDING AND UNBOUNDED FOLLOWING"
+    summary = f"""visited_at AS first_seen, last_value(visited_at) OVER session AS last_seen,
+        count(*) OVER session AS pageviews, path AS entry_path,
+        last_value(path) OVER session AS exit_path, {", ".join(FIRST_TOUCH)}"""
+    insert = f"""INSERT INTO {BATCH} (tracking_id, {", ".join(SUMMARY)})"""
+    if d.postgres:
+        # DISTINCT ON keeps each session's first row without a second window pass over the
+        # batch (a third faster on a million visits).
+        return f"""{insert}
+            SELECT DISTINCT ON (tracking_id) tracking_id, {summary}
             FROM {VISIT} WHERE id > %s AND id <= %s
-            WINDOW visits AS (PARTITION BY tracking_id ORDER BY visited_at, id),
-                session AS (visits ROWS BETWEEN UNBOUNDED PRECEDING AND UNBOUNDED FOLLOWING)
+            WINDOW session AS ({session} {whole})
+            ORDER BY tracking_id, visited_at, id
+        """
+    return f"""{insert}
+        SELECT tracking_id, {", ".join(SUMMARY)} FROM (
+            SELECT tracking_id, row_number() OVER visits AS position, {summary}
+            FROM {VISIT} WHERE id > %s AND id <= %s
+            WINDOW visits AS ({session}), session AS (visits {whole})
         ) ordered
         WHERE position = 1
     """
@@ -475,10 +482,10 @@ def _aggregate_range(cursor, d: _Dialect, *, lo: int, hi: int) -> int:
         # Left alone, the planner walks the (tracking_id, visited_at) index to skip the sort,
         # which fetches a million heap rows at random: a sort is several times faster.
         _execute(cursor, "SET LOCAL enable_indexscan = off")
-        _execute(cursor, _batch_sql(), [lo, hi])
+        _execute(cursor, _batch_sql(d), [lo, hi])
         _execute(cursor, "SET LOCAL enable_indexscan = on")
     else:
-        _execute(cursor, _batch_sql(), [lo, hi])
+        _execute(cursor, _batch_sql(d), [lo, hi])
     _execute(cursor, _before_sql())
     _execute(cursor, _page_hourly_sql(d), [lo, hi, lo])
     _execute(cursor, _insert_sessions_sql(d))

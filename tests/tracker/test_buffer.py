@@ -141,7 +141,7 @@ class RedisSinkPipelineTests:
         sink = RedisSink(url=redis_url, stream=redis_stream, fallback=DirectSink())
         for _ in range(200):
             sink.write(a_visit())
-            assert len(sink.unconfirmed) <= RedisSink.MAX_UNCONFIRMED
+            assert len(sink.unconfirmed) <= RedisSink.REPLIES_PER_READ
         sink.flush()
         assert len(sink.unconfirmed) == 0
         assert redis_client(redis_url).xlen(redis_stream) == 200

@@ -8,7 +8,7 @@ from __future__ import annotations
 import importlib
 import sys
 
-BENCHMARKS = ["tracker_throughput", "aggregation", "dashboard"]
+BENCHMARKS = ["tracker_throughput", "tracker_cost", "aggregation", "dashboard"]
 
 
 def main(names: list[str]) -> None:

@@ -125,6 +125,17 @@ def create_postgres_database() -> None:
             connection.execute(f"CREATE DATABASE {BENCH_DB}")
 
 
+def prepare(configuration: Configuration) -> None:
+    """Database, empty Redis, migrations and static files for one configuration."""
+    if "DATABASE_URL" in configuration.env:
+        create_postgres_database()
+    if "REDIS_URL" in configuration.env:
+        clean_redis()
+    manage(configuration.env, "migrate", "--noinput")
+    # Production settings serve hashed static names from the manifest.
+    manage(configuration.env, "collectstatic", "--noinput")
+
+
 def manage(env: dict[str, str], *args: str) -> str:
     result = subprocess.run(
         [PYTHON, "manage.py", *args], cwd=ROOT, env=env, check=True, capture_output=True, text=True
@@ -268,13 +279,7 @@ def main() -> None:
             if configuration.key not in CHOSEN:
                 continue
             try:
-                if "DATABASE_URL" in configuration.env:
-                    create_postgres_database()
-                if "REDIS_URL" in configuration.env:
-                    clean_redis()
-                manage(configuration.env, "migrate", "--noinput")
-                # Production settings serve hashed static names from the manifest.
-                manage(configuration.env, "collectstatic", "--noinput")
+                prepare(configuration)
                 visits_before = recorded_visits(configuration)
                 runs = measure(configuration)
                 visits = recorded_visits(configuration) - visits_before

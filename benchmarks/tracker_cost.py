@@ -1,0 +1,273 @@
+"""What the tracker costs per page view in CPU time, with no load generator competing for cores.
+
+``tracker_throughput`` measures req/s under wrk, which on two cores shares them between wrk, the
+workers and the database: rounds of the same code differ by up to 30%. Here the counter page is
+served in-process by Django's WSGI handler, one request after another, as a returning visitor,
+and each round counts the CPU time of everything the request uses: the app process, its
+PostgreSQL backend and the Redis server. Processes with and without the tracker alternate, a
+fresh one per round; the table gives medians and the ratio of CPU per page view, which is what
+throughput is bound by on a saturated machine.
+
+CPU time still moves by up to 20% between rounds on these virtual machines. With
+``BENCH_COST_COUNTER=instructions`` the app process runs under ``valgrind --tool=callgrind``
+instead, which counts instructions: the same count for the same code, whatever else runs. A
+page view's count is the difference between a run of ``INSTRUCTION_VIEWS[1]`` and one of
+``INSTRUCTION_VIEWS[0]`` page views, divided by the difference, so start-up work (imports, the
+crawler list's regexes) cancels out. It covers the app process only (all of SQLite; not the
+PostgreSQL or Redis servers) and takes a few minutes per configuration.
+
+Environment: ``BENCH_COST_REQUESTS`` (per round, default 3000), ``BENCH_ROUNDS`` (default 5),
+``BENCH_COST_COUNTER`` (``cpu`` or ``instructions``), and ``BENCH_CONFIGS``, ``BENCH_POSTGRES``,
+``BENCH_REDIS`` as for ``tracker_throughput``.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import io
+import json
+import os
+import re
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+from benchmarks.tracker_throughput import (
+    BROWSER_UA,
+    CHOSEN,
+    ROOT,
+    ROUNDS,
+    TARGETS,
+    clean_redis,
+    configurations,
+    prepare,
+)
+
+REQUESTS = int(os.environ.get("BENCH_COST_REQUESTS", "3000"))
+WARM_UP = int(os.environ.get("BENCH_COST_WARM_UP", "300"))
+PARTS = ("app", "database", "redis")
+COUNTER = os.environ.get("BENCH_COST_COUNTER", "cpu")
+INSTRUCTION_VIEWS = (100, 500)
+
+
+def main() -> None:
+    instructions = COUNTER == "instructions"
+    if instructions:
+        print(
+            "The counter page served in-process under callgrind, as a returning visitor; "
+            f"instructions of the app process per page view ({INSTRUCTION_VIEWS[1]} minus "
+            f"{INSTRUCTION_VIEWS[0]} page views).\n"
+        )
+    else:
+        print(
+            f"The counter page served in-process, {ROUNDS} alternating rounds of {REQUESTS:,} "
+            "page views per side, as a returning visitor; CPU ms per page view, medians.\n"
+        )
+    rows = []
+    with tempfile.TemporaryDirectory(prefix="tracker-cost-") as temporary:
+        for configuration in configurations(Path(temporary)):
+            if configuration.key not in CHOSEN:
+                continue
+            try:
+                prepare(configuration)
+                if instructions:
+                    figures = [
+                        instructions_per_view(configuration.env, tracker=side)
+                        for side in (False, True)
+                    ]
+                else:
+                    figures = alternating_rounds(configuration.env)
+            except (OSError, subprocess.CalledProcessError) as error:
+                print(f"{configuration.label}: skipped ({error})")
+                continue
+            finally:
+                if "REDIS_URL" in configuration.env:
+                    with contextlib.suppress(Exception):
+                        clean_redis()
+            rows.append((configuration, figures))
+    (print_instructions if instructions else print_table)(rows)
+
+
+def alternating_rounds(env: dict[str, str]) -> dict[bool, list[dict[str, float]]]:
+    rounds = {False: [], True: []}
+    for number in range(ROUNDS):
+        order = (False, True) if number % 2 == 0 else (True, False)
+        for tracker in order:
+            rounds[tracker].append(serve_round(env, tracker=tracker))
+    return rounds
+
+
+def serve_round(env: dict[str, str], *, tracker: bool) -> dict[str, float]:
+    command = [sys.executable, "-m", "benchmarks.tracker_cost", str(REQUESTS)]
+    output = subprocess.run(
+        command,
+        cwd=ROOT,
+        env={**env, "TRACKER_ENABLED": "1" if tracker else "0"},
+        check=True,
+        capture_output=True,
+        text=True,
+    ).stdout
+    return json.loads(output.strip().splitlines()[-1])
+
+
+def instructions_per_view(env: dict[str, str], *, tracker: bool) -> float:
+    counts = []
+    for views in INSTRUCTION_VIEWS:
+        with tempfile.NamedTemporaryFile(prefix="callgrind-") as output:
+            command = [
+                "valgrind", "--tool=callgrind", f"--callgrind-out-file={output.name}",
+                sys.executable, "-m", "benchmarks.tracker_cost", str(views),
+            ]  # fmt: skip
+            result = subprocess.run(
+                command,
+                cwd=ROOT,
+                # A fixed hash seed: the same dict and set layouts in every run.
+                env={**env, "TRACKER_ENABLED": "1" if tracker else "0", "PYTHONHASHSEED": "0"},
+                check=True,
+                capture_output=True,
+                text=True,
+            )
+        counts.append(int(re.search(r"Collected : (\d+)", result.stderr).group(1)))
+    return (counts[1] - counts[0]) / (INSTRUCTION_VIEWS[1] - INSTRUCTION_VIEWS[0])
+
+
+def print_instructions(rows: list) -> None:
+    print(
+        "| configuration | instructions per page view without tracker | with tracker "
+        "| added by the tracker |"
+    )
+    print("|---" * 4 + "|")
+    for configuration, (without, with_tracker) in rows:
+        print(
+            f"| {configuration.label} | {without / 1e6:.3f} M | {with_tracker / 1e6:.3f} M "
+            f"| {(with_tracker - without) / 1e6:+.3f} M ({with_tracker / without - 1:+.1%}) |"
+        )
+
+
+def print_table(rows: list) -> None:
+    print(
+        "| configuration | CPU ms per page view without tracker (app + database + redis) "
+        "| with tracker | added by the tracker | implied throughput ratio (target) |"
+    )
+    print("|---" * 5 + "|")
+    for configuration, rounds in rows:
+        without, with_tracker = (
+            {part: statistics.median(run[part] for run in rounds[side]) for part in PARTS}
+            for side in (False, True)
+        )
+        total_without, total_with = sum(without.values()), sum(with_tracker.values())
+        ratio = total_without / total_with
+        target = TARGETS[configuration.key]
+
+        def parts(cpu: dict[str, float]) -> str:
+            return " + ".join(f"{cpu[part]:.3f}" for part in PARTS)
+
+        print(
+            f"| {configuration.label} | {total_without:.3f} ({parts(without)}) "
+            f"| {total_with:.3f} ({parts(with_tracker)}) "
+            f"| {total_with - total_without:+.3f} ms ({(total_with / total_without - 1):+.1%}) "
+            f"| {ratio:.2f}x (>= {target}x, {'met' if ratio >= target else 'NOT met'}) |"
+        )
+    print("\nCPU ms per page view per round, without / with:")
+    for configuration, rounds in rows:
+        pairs = [
+            f"{sum(plain[p] for p in PARTS):.3f} / {sum(tracked[p] for p in PARTS):.3f}"
+            for plain, tracked in zip(rounds[False], rounds[True], strict=True)
+        ]
+        print(f"  {configuration.label}: {', '.join(pairs)}")
+
+
+def process_cpu_seconds(pid: int) -> float:
+    """User + system CPU seconds of a local process (Linux /proc)."""
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+def serve(requests: int) -> dict[str, float]:
+    """In this process: serve the counter page ``requests`` times; return CPU ms per request."""
+    import django
+
+    os.environ.setdefault("DJANGO_SETTINGS_MODULE", "analytics_site.settings")
+    django.setup()
+    import redis
+    from django.conf import settings
+    from django.core.wsgi import get_wsgi_application
+    from django.db import connection
+
+    from tracker.buffer import flush_open_sinks
+
+    handler = get_wsgi_application()
+
+    def get(cookie: str = "") -> tuple[str, list[tuple[str, str]]]:
+        environ = {
+            "REQUEST_METHOD": "GET",
+            "PATH_INFO": "/",
+            "QUERY_STRING": "",
+            "SERVER_NAME": "127.0.0.1",
+            "SERVER_PORT": "8000",
+            "HTTP_HOST": "127.0.0.1",
+            "HTTP_USER_AGENT": BROWSER_UA,
+            "HTTP_ACCEPT": "text/html",
+            "REMOTE_ADDR": "127.0.0.1",
+            "SERVER_PROTOCOL": "HTTP/1.1",
+            "wsgi.version": (1, 0),
+            "wsgi.url_scheme": "http",
+            "wsgi.input": io.BytesIO(),
+            "wsgi.errors": sys.stderr,
+            "wsgi.multithread": False,
+            "wsgi.multiprocess": True,
+            "wsgi.run_once": False,
+        }
+        if cookie:
+            environ["HTTP_COOKIE"] = cookie
+        answer = {}
+
+        def start_response(status, headers, exc_info=None):
+            answer.update(status=status, headers=headers)
+
+        body = handler(environ, start_response)
+        try:
+            b"".join(body)
+        finally:
+            body.close()
+        return answer["status"], answer["headers"]
+
+    status, headers = get()
+    cookies = [value.split(";", 1)[0].strip() for name, value in headers if name == "Set-Cookie"]
+    cookie = next((c for c in cookies if c.startswith("sessionid=")), "")
+    if not status.startswith("200") or not cookie:
+        raise SystemExit(f"the counter page answered {status} without a session")
+    for _ in range(WARM_UP):
+        get(cookie)
+
+    def database_cpu() -> float:
+        if connection.vendor != "postgresql":
+            return 0.0  # SQLite runs inside the app process
+        with connection.cursor() as cursor:
+            cursor.execute("SELECT pg_backend_pid()")
+            return process_cpu_seconds(cursor.fetchone()[0])
+
+    client = redis.Redis.from_url(settings.REDIS_URL) if settings.REDIS_URL else None
+
+    def redis_cpu() -> float:
+        if client is None:
+            return 0.0
+        info = client.info("cpu")
+        return info["used_cpu_user"] + info["used_cpu_sys"]
+
+    before = (time.process_time(), database_cpu(), redis_cpu())
+    for _ in range(requests):
+        get(cookie)
+    flush_open_sinks()  # replies still due count towards this round
+    after = (time.process_time(), database_cpu(), redis_cpu())
+    return {
+        part: (end - start) * 1000 / requests
+        for part, start, end in zip(PARTS, before, after, strict=True)
+    }
+
+
+if __name__ == "__main__":
+    print(json.dumps(serve(int(sys.argv[1]))))

@@ -23,7 +23,6 @@ Environment: ``BENCH_COST_REQUESTS`` (per round, default 3000), ``BENCH_ROUNDS``
 
 from __future__ import annotations
 
-import contextlib
 import io
 import json
 import os
@@ -41,9 +40,8 @@ from benchmarks.tracker_throughput import (
     ROOT,
     ROUNDS,
     TARGETS,
-    clean_redis,
     configurations,
-    prepare,
+    prepared,
 )
 
 REQUESTS = int(os.environ.get("BENCH_COST_REQUESTS", "3000"))
@@ -72,21 +70,17 @@ def main() -> None:
             if configuration.key not in CHOSEN:
                 continue
             try:
-                prepare(configuration)
-                if instructions:
-                    figures = [
-                        instructions_per_view(configuration.env, tracker=side)
-                        for side in (False, True)
-                    ]
-                else:
-                    figures = alternating_rounds(configuration.env)
+                with prepared(configuration):
+                    if instructions:
+                        figures = [
+                            instructions_per_view(configuration.env, tracker=side)
+                            for side in (False, True)
+                        ]
+                    else:
+                        figures = alternating_rounds(configuration.env)
             except (OSError, subprocess.CalledProcessError) as error:
                 print(f"{configuration.label}: skipped ({error})")
                 continue
-            finally:
-                if "REDIS_URL" in configuration.env:
-                    with contextlib.suppress(Exception):
-                        clean_redis()
             rows.append((configuration, figures))
     (print_instructions if instructions else print_table)(rows)
 

@@ -125,15 +125,23 @@ def create_postgres_database() -> None:
             connection.execute(f"CREATE DATABASE {BENCH_DB}")
 
 
-def prepare(configuration: Configuration) -> None:
-    """Database, empty Redis, migrations and static files for one configuration."""
-    if "DATABASE_URL" in configuration.env:
-        create_postgres_database()
-    if "REDIS_URL" in configuration.env:
-        clean_redis()
-    manage(configuration.env, "migrate", "--noinput")
-    # Production settings serve hashed static names from the manifest.
-    manage(configuration.env, "collectstatic", "--noinput")
+@contextlib.contextmanager
+def prepared(configuration: Configuration):
+    """Database, empty Redis, migrations and static files for one configuration; Redis is
+    emptied again afterwards."""
+    try:
+        if "DATABASE_URL" in configuration.env:
+            create_postgres_database()
+        if "REDIS_URL" in configuration.env:
+            clean_redis()
+        manage(configuration.env, "migrate", "--noinput")
+        # Production settings serve hashed static names from the manifest.
+        manage(configuration.env, "collectstatic", "--noinput")
+        yield
+    finally:
+        if "REDIS_URL" in configuration.env:
+            with contextlib.suppress(Exception):
+                clean_redis()
 
 
 def manage(env: dict[str, str], *args: str) -> str:
@@ -279,17 +287,13 @@ def main() -> None:
             if configuration.key not in CHOSEN:
                 continue
             try:
-                prepare(configuration)
-                visits_before = recorded_visits(configuration)
-                runs = measure(configuration)
-                visits = recorded_visits(configuration) - visits_before
+                with prepared(configuration):
+                    visits_before = recorded_visits(configuration)
+                    runs = measure(configuration)
+                    visits = recorded_visits(configuration) - visits_before
             except (OSError, subprocess.CalledProcessError, RuntimeError) as error:
                 print(f"{configuration.label}: skipped ({error})")
                 continue
-            finally:
-                if "REDIS_URL" in configuration.env:
-                    with contextlib.suppress(Exception):
-                        clean_redis()
             rows.append((configuration, runs, visits))
         print_table(rows)
 

@@ -119,7 +119,7 @@ class VisitsAggregateTests:
     def test_bulk_batch_into_rollups_analyzed_empty_never_rescans_them(self, monkeypatch):
         # A fresh install whose empty rollup tables were analyzed, then a big first batch: a
         # statement that reads the table it fills is planned for an empty table and rescans it
-        # for every row it adds (88 s instead of 1.7 s for 84k keys, measured).
+        # for every row it adds (88 s for 84k keys, measured; 1.7 s with ON CONFLICT).
         monkeypatch.setattr(rollups, "SMALL_BATCH", 0)
         filled = {"tracker_sessionhourly", "tracker_sessiondaily"}
         with connection.cursor() as cursor:

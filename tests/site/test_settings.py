@@ -118,6 +118,19 @@ class ProductionModeTests:
         assert result.returncode != 0
         assert "SECRET_KEY is required" in result.stderr
 
+    def test_migrations_are_checked_without_any_setting(self):
+        # `manage.py makemigrations --check` is a development task: it needs no secret key.
+        result = subprocess.run(
+            [sys.executable, "manage.py", "makemigrations", "--check", "--dry-run"],
+            cwd=ROOT,
+            env=clean_environment(),
+            capture_output=True,
+            text=True,
+            timeout=120,
+        )
+        assert result.returncode == 0, result.stdout + result.stderr
+        assert "No changes detected" in result.stdout
+
     def test_check_deploy_passes(self):
         result = subprocess.run(
             [sys.executable, "manage.py", "check", "--deploy", "--fail-level", "WARNING"],

@@ -173,6 +173,12 @@ def main() -> None:
     parser.add_argument(
         "--postgres-restart", action="store_true", help="restart our own PostgreSQL mid-load"
     )
+    parser.add_argument(
+        "--sink",
+        choices=["redis", "direct"],
+        default="redis",
+        help="with --config postgres: the Redis buffer, or PostgreSQL's pipeline sink alone",
+    )
     options = parser.parse_args()
 
     workdir = Path(tempfile.mkdtemp(prefix=f"reliability-{options.config}-"))
@@ -200,7 +206,7 @@ def main() -> None:
             env["DATABASE_URL"] = recreate_postgres_database(database, admin_url=cluster.url)
         elif options.config == "postgres":
             env["DATABASE_URL"] = recreate_postgres_database(database)
-        if options.config == "postgres":
+        if options.config == "postgres" and options.sink == "redis":
             redis = processes.RedisProcess(
                 port=processes.free_port(), data_dir=workdir / "redis", log=workdir / "redis.log"
             )

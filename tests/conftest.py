@@ -57,14 +57,24 @@ def drain_visits(settings):
     """Return a callable that moves this test's buffered visits into the database.
 
     With Redis as the sink a page view lands in a stream first; the test gets a stream of its
-    own (deleted afterwards), so visits left by other tests are never drained into it. With the
-    direct sink there is nothing to drain.
+    own (deleted afterwards), so visits left by other tests are never drained into it. Without
+    Redis the sinks' replies still due are awaited (PostgreSQL's pipeline sink).
     """
+    from tracker.buffer import drain_buffered_visits, flush_open_sinks, redis_client
+
     if not settings.REDIS_URL:
-        yield lambda: 0
+        yield flush_open_sinks
         return
-    from tracker.buffer import drain_buffered_visits, redis_client
 
     settings.TRACKER_REDIS_STREAM = f"tracker:test:{uuid.uuid4().hex}"
     yield lambda: drain_buffered_visits(reclaim_idle_ms=0)
     redis_client(settings.REDIS_URL).delete(settings.TRACKER_REDIS_STREAM)
+
+
+@pytest.fixture(scope="session")
+def django_db_setup(django_db_setup):
+    """Close the sinks' own database connections before the test database is dropped."""
+    yield
+    from tracker.buffer import close_open_sinks
+
+    close_open_sinks()

@@ -1,6 +1,10 @@
-"""Where a visit goes from the request path: one small interface, two sinks, and the drain.
+"""Where a visit goes from the request path: one small interface, three sinks, and the drain.
 
-- ``DirectSink``: one parameterised INSERT on the request's own database connection.
+- ``DirectSink``: one parameterised INSERT on the request's own database connection (SQLite,
+  and the fallback of the other two).
+- ``PostgresPipelineSink``: on PostgreSQL, the same INSERT on a pipelined connection of the
+  sink's own, without waiting for the result; Django's connection takes over what it could not
+  confirm.
 - ``RedisSink``: one XADD into a Redis stream; ``drain_buffered_visits`` moves the stream into
   the database in bulk (at-least-once, idempotent on ``event_id``). If Redis is unreachable the
   visit goes through the direct sink instead: nothing is lost.
@@ -21,6 +25,7 @@ from collections import deque
 from datetime import datetime
 from typing import Protocol
 
+import psycopg
 import redis
 from django.conf import settings
 from django.db import connections, transaction
@@ -37,6 +42,9 @@ MAX_BATCHES_PER_DRAIN = 100
 FALLBACK_LOG_INTERVAL_SECONDS = 60.0
 VISIT_FIELDS = [field for field in Visit._meta.concrete_fields if not field.primary_key]
 VISIT_NAMES = [field.attname for field in VISIT_FIELDS]
+PIPELINE_SYNC = psycopg.pq.ExecStatus.PIPELINE_SYNC
+FATAL_ERROR = psycopg.pq.ExecStatus.FATAL_ERROR
+DiagnosticField = psycopg.pq.DiagnosticField
 
 
 class VisitSink(Protocol):
@@ -57,14 +65,16 @@ class DirectSink:
     (prepared), so a connection pooler in transaction mode is no problem.
     """
 
-    def __init__(self, *, using: str = "default") -> None:
+    def __init__(self, *, using: str = "default", ignore_known_events: bool = False) -> None:
         self.using = using
         connection = connections[using]
         quote = connection.ops.quote_name
         columns = ", ".join(quote(field.column) for field in VISIT_FIELDS)
         placeholders = ", ".join(["%s"] * len(VISIT_FIELDS))
         table = quote(Visit._meta.db_table)
-        self.insert_sql = f"INSERT INTO {table} ({columns}) VALUES ({placeholders})"  # noqa: S608
+        # For visits that may have landed already (sent to a server that never answered).
+        on_conflict = " ON CONFLICT (event_id) DO NOTHING" if ignore_known_events else ""
+        self.insert_sql = f"INSERT INTO {table} ({columns}) VALUES ({placeholders}){on_conflict}"  # noqa: S608
         self.fast_commit_sql = None
         self.server_cursor = None
         if connection.vendor == "postgresql":
@@ -75,6 +85,7 @@ class DirectSink:
             self.fast_commit_sql = (
                 "WITH durability AS (SELECT set_config('synchronous_commit', 'off', true)) "  # noqa: S608
                 f"INSERT INTO {table} ({columns}) SELECT {placeholders} FROM durability"
+                f"{on_conflict}"
             )
 
     def write(self, visit: dict) -> None:
@@ -100,6 +111,186 @@ class DirectSink:
             return
         with connection.cursor() as cursor:
             cursor.execute(self.insert_sql, params)
+
+
+class DeferredSink:
+    """What the sinks share that send a visit on a connection of their own and read the server's
+    reply later: on two cores, waiting for the reply on every page view cost more than the write.
+
+    A visit is kept in memory until its reply confirms it, at most ``REPLIES_PER_READ`` of them;
+    the replies due are read all at once (or by ``flush``). A refused write or a broken
+    connection sends the unconfirmed visits to the fallback sink. While the server is
+    unreachable, visits go straight to the fallback for ``RETRY_AFTER_SECONDS`` before the next
+    attempt, so a dead server costs a page view no connection timeout. Subclasses send one visit
+    (``_send``), read the replies due (``_read_replies``) and drop the connection (``_disconnect``).
+    """
+
+    REPLIES_PER_READ = 32
+    RETRY_AFTER_SECONDS = 1.0
+    connection_errors: tuple[type[Exception], ...] = ()
+    # Logged at most once a minute, with the reason and the count of visits that fell back.
+    failure_warning = "Visit sink failed (%s); %d visits written through the fallback so far."
+
+    def __init__(self, *, fallback: VisitSink) -> None:
+        self.fallback = fallback
+        self.fallback_count = 0
+        self.unconfirmed: deque[dict] = deque()
+        # Threaded servers share one middleware, hence one sink, between requests.
+        self.lock = threading.Lock()
+        self._retry_at = 0.0
+        self._last_fallback_log = -FALLBACK_LOG_INTERVAL_SECONDS
+        _open_sinks.add(self)
+
+    def write(self, visit: dict) -> None:
+        with self.lock:
+            if time.monotonic() < self._retry_at:
+                self._fall_back([visit], reason="unreachable a moment ago")
+                return
+            try:
+                if len(self.unconfirmed) >= self.REPLIES_PER_READ:
+                    self._read_replies()
+                self._send(visit)
+                self.unconfirmed.append(visit)
+            except self.connection_errors as error:
+                self._lose_connection(error, also=visit)
+
+    def flush(self) -> None:
+        """Wait for the reply to every visit sent: afterwards each one is stored, here or
+        through the fallback."""
+        with self.lock:
+            if not self.unconfirmed:
+                return
+            try:
+                self._read_replies()
+            except self.connection_errors as error:
+                self._lose_connection(error)
+
+    def close(self) -> None:
+        self.flush()
+        with self.lock:
+            self._disconnect()
+
+    def _send(self, visit: dict) -> None:
+        raise NotImplementedError
+
+    def _read_replies(self) -> None:
+        raise NotImplementedError
+
+    def _disconnect(self) -> None:
+        raise NotImplementedError
+
+    def _lose_connection(self, error: Exception, also: dict | None = None) -> None:
+        """Whatever was not confirmed may not have landed: store it through the fallback."""
+        self._disconnect()
+        self._retry_at = time.monotonic() + self.RETRY_AFTER_SECONDS
+        unconfirmed = [*self.unconfirmed, *([also] if also else [])]
+        self.unconfirmed.clear()
+        self._fall_back(unconfirmed, reason=str(error))
+
+    def _fall_back(self, visits: list[dict], *, reason: str) -> None:
+        self.fallback_count += len(visits)
+        now = time.monotonic()
+        if now - self._last_fallback_log >= FALLBACK_LOG_INTERVAL_SECONDS:
+            self._last_fallback_log = now
+            logger.warning(self.failure_warning, reason, self.fallback_count)
+        for visit in visits:
+            try:
+                self.fallback.write(visit)
+            except Exception:
+                # One visit the database refuses must not keep the others from being stored.
+                logger.exception("Storing visit %s through the fallback failed", visit["event_id"])
+
+
+class PostgresPipelineSink(DeferredSink):
+    """Insert each visit on a PostgreSQL connection of the sink's own, without waiting for it.
+
+    Measured here per visit, the direct sink's app process spent 0.15 ms of CPU and 0.4 ms of
+    wall time on its insert, this sink 0.065 ms and 0.13 ms; the counter page's throughput ratio
+    with the tracker went from 0.79x to 0.99x. The connection runs in libpq's pipeline mode:
+    each insert goes out at once with a sync point of its own (so a refused insert aborts no
+    other) and commits with ``synchronous_commit`` off, as the direct sink's. The fallback, on
+    Django's own connection, ignores event ids already stored: a visit that landed before the
+    connection broke is stored once.
+
+    Inside a caller's transaction (a test, a management command) the visit goes through the
+    fallback, so that it commits or rolls back with that transaction.
+    """
+
+    connection_errors = (psycopg.Error,)
+    failure_warning = (
+        "Visit pipeline to PostgreSQL failed (%s); %d visits written through Django's "
+        "connection so far."
+    )
+
+    def __init__(self, *, using: str = "default") -> None:
+        super().__init__(fallback=DirectSink(using=using, ignore_known_events=True))
+        self.using = using
+        columns = ", ".join(field.column for field in VISIT_FIELDS)
+        placeholders = ", ".join(f"${number}" for number in range(1, len(VISIT_FIELDS) + 1))
+        self.insert_sql = (
+            f"INSERT INTO {Visit._meta.db_table} ({columns}) VALUES ({placeholders})"  # noqa: S608
+            " ON CONFLICT (event_id) DO NOTHING"
+        ).encode()
+        self.connection: psycopg.Connection | None = None  # opened by the first write
+
+    def write(self, visit: dict) -> None:
+        if connections[self.using].in_atomic_block:
+            self.fallback.write(visit)
+        else:
+            super().write(visit)
+
+    def forget_connection(self) -> None:
+        """Drop the connection without closing it: after a fork it is the parent's."""
+        if self.connection is not None:
+            _inherited_connections.append(self.connection)
+        self.connection = None
+        self.unconfirmed.clear()
+
+    def _send(self, visit: dict) -> None:
+        if self.connection is None:
+            # Django's own parameters, without its retrying through an outage: the fallback
+            # waits for the database instead.
+            wrapper = connections[self.using]
+            connection = psycopg.connect(**wrapper.get_connection_params(), autocommit=True)
+            connection.execute("SET synchronous_commit TO off")
+            connection.pgconn.enter_pipeline_mode()
+            self.connection = connection
+        pgconn = self.connection.pgconn
+        # Text parameters, typed by the server from the columns: str() of a UUID, an aware
+        # datetime, an int or a cleaned string is what PostgreSQL reads back as that value.
+        pgconn.send_query_params(
+            self.insert_sql, [str(visit[name]).encode() for name in VISIT_NAMES]
+        )
+        pgconn.pipeline_sync()
+        pgconn.flush()  # a blocking connection: everything is sent on return
+
+    def _read_replies(self) -> None:
+        """Wait for the result of every insert sent and confirm its visit."""
+        pgconn = self.connection.pgconn
+        while self.unconfirmed:
+            refused = None
+            ended_query = False  # libpq ends a query's results with None, a sync with none
+            while (result := pgconn.get_result()) is None or result.status != PIPELINE_SYNC:
+                if pgconn.status != psycopg.pq.ConnStatus.OK:
+                    raise psycopg.OperationalError(pgconn.get_error_message())
+                if result is None:
+                    if ended_query:
+                        raise psycopg.OperationalError("the database sent no result")
+                    ended_query = True
+                    continue
+                ended_query = False
+                if result.status == FATAL_ERROR:
+                    refused = result.error_field(DiagnosticField.MESSAGE_PRIMARY) or b""
+            visit = self.unconfirmed.popleft()
+            if refused is not None:
+                self._fall_back(
+                    [visit], reason=f"insert refused: {refused.decode(errors='replace')}"
+                )
+
+    def _disconnect(self) -> None:
+        if self.connection is not None:
+            self.connection.close()
+            self.connection = None
 
 
 def visit_to_json(visit: dict) -> str:
@@ -133,25 +324,24 @@ def redis_client(url: str) -> redis.Redis:
     return redis.Redis.from_url(url, decode_responses=True, **REDIS_TIMEOUTS)
 
 
-class RedisSink:
+class RedisSink(DeferredSink):
     """Append each visit to a Redis stream with one XADD, without waiting for its reply.
 
-    The XADD, packed here, goes out on the sink's own connection; replies are read later, all
-    due ones at once every ``REPLIES_PER_READ`` writes (or by ``flush``). Waiting for Redis on
-    every page view cost more than the XADD itself on two cores, where Redis competes with the
-    web workers for the CPU; redis-py's per-command machinery cost as much again, and polling
-    the socket for replies on every write a system call per page view. A visit is kept in
-    memory until its reply confirms it, at most ``REPLIES_PER_READ`` of them. An error reply or
-    a broken connection sends every unconfirmed visit to the fallback sink: one that landed in the
-    stream as well is still stored once, since the drain's insert ignores known event ids.
-    While Redis is unreachable, visits go straight to the fallback for ``RETRY_AFTER_SECONDS``
-    before the next attempt, so a dead Redis costs a page view no connection timeout.
+    The XADD, packed here, goes out on the sink's own connection. Waiting for Redis on every
+    page view cost more than the XADD itself on two cores, where Redis competes with the web
+    workers for the CPU; redis-py's per-command machinery cost as much again, and polling the
+    socket for replies on every write a system call per page view. A visit that landed in the
+    stream and went through the fallback as well is still stored once, since the drain's insert
+    ignores known event ids.
     """
 
-    REPLIES_PER_READ = 32
-    RETRY_AFTER_SECONDS = 1.0
+    connection_errors = (redis.RedisError,)
+    failure_warning = (
+        "Redis visit buffer unreachable (%s); writing visits to the database directly (%d so far)."
+    )
 
     def __init__(self, *, url: str, stream: str, fallback: VisitSink) -> None:
+        super().__init__(fallback=fallback)
         pool = redis.ConnectionPool.from_url(url, **REDIS_TIMEOUTS)
         self.connection = pool.make_connection()
         self.stream = stream
@@ -160,38 +350,11 @@ class RedisSink:
             b"$%d\r\n%s\r\n" % (len(part), part)
             for part in (b"XADD", stream.encode(), b"*", b"visit")
         )
-        self.fallback = fallback
-        self.fallback_count = 0
-        self.unconfirmed: deque[dict] = deque()
-        # Threaded servers share one middleware, hence one sink, between requests.
-        self.lock = threading.Lock()
-        self._retry_at = 0.0
-        self._last_fallback_log = -FALLBACK_LOG_INTERVAL_SECONDS
-        _open_sinks.add(self)
 
-    def write(self, visit: dict) -> None:
+    def _send(self, visit: dict) -> None:
         encoded = visit_to_json(visit).encode()
         packed = b"%s$%d\r\n%s\r\n" % (self.xadd_prefix, len(encoded), encoded)
-        with self.lock:
-            if time.monotonic() < self._retry_at:
-                self._fall_back([visit], reason="unreachable a moment ago")
-                return
-            try:
-                if len(self.unconfirmed) >= self.REPLIES_PER_READ:
-                    self._read_replies()
-                self.connection.send_packed_command([packed], check_health=False)
-                self.unconfirmed.append(visit)
-            except redis.RedisError as error:
-                self._lose_connection(error, also=visit)
-
-    def flush(self) -> None:
-        """Wait for the reply to every XADD sent: afterwards each visit is in the stream or
-        stored through the fallback."""
-        with self.lock:
-            try:
-                self._read_replies()
-            except redis.RedisError as error:
-                self._lose_connection(error)
+        self.connection.send_packed_command([packed], check_health=False)
 
     def _read_replies(self) -> None:
         """Wait for the reply to every XADD sent and confirm its visit."""
@@ -204,32 +367,16 @@ class RedisSink:
             else:
                 self.unconfirmed.popleft()
 
-    def _lose_connection(self, error: redis.RedisError, also: dict | None = None) -> None:
-        """Whatever was not confirmed may not have landed: store it through the fallback."""
+    def _disconnect(self) -> None:
         self.connection.disconnect()
-        self._retry_at = time.monotonic() + self.RETRY_AFTER_SECONDS
-        unconfirmed = [*self.unconfirmed, *([also] if also else [])]
-        self.unconfirmed.clear()
-        self._fall_back(unconfirmed, reason=str(error))
-
-    def _fall_back(self, visits: list[dict], *, reason: str) -> None:
-        self.fallback_count += len(visits)
-        now = time.monotonic()
-        if now - self._last_fallback_log >= FALLBACK_LOG_INTERVAL_SECONDS:
-            self._last_fallback_log = now
-            logger.warning(
-                "Redis visit buffer unreachable (%s); writing visits to the database "
-                "directly (%d so far).",
-                reason,
-                self.fallback_count,
-            )
-        for visit in visits:
-            self.fallback.write(visit)
 
 
-# Every RedisSink of this process, so that unconfirmed visits are settled before it exits and
-# before a drain in this same process (a test, a management command) reads the stream.
-_open_sinks: weakref.WeakSet[RedisSink] = weakref.WeakSet()
+# Every sink of this process that defers confirmations, so that unconfirmed visits are settled
+# before it exits and before a drain in this same process (a test, a command) reads the stream.
+_open_sinks: weakref.WeakSet[DeferredSink] = weakref.WeakSet()
+# Connections a forked child inherited: never used nor closed there (closing would end the
+# parent's session), only kept from the garbage collector.
+_inherited_connections: list = []
 
 
 def flush_open_sinks() -> None:
@@ -237,7 +384,20 @@ def flush_open_sinks() -> None:
         sink.flush()
 
 
+def close_open_sinks() -> None:
+    """Settle and close every sink's own connection (before a test database is dropped)."""
+    for sink in list(_open_sinks):
+        sink.close()
+
+
+def _forget_connections_after_fork() -> None:
+    for sink in list(_open_sinks):
+        if isinstance(sink, PostgresPipelineSink):
+            sink.forget_connection()
+
+
 atexit.register(flush_open_sinks)
+os.register_at_fork(after_in_child=_forget_connections_after_fork)
 
 
 def sink_from_settings() -> VisitSink:
@@ -247,6 +407,8 @@ def sink_from_settings() -> VisitSink:
         return RedisSink(
             url=settings.REDIS_URL, stream=settings.TRACKER_REDIS_STREAM, fallback=direct
         )
+    if connections["default"].vendor == "postgresql":
+        return PostgresPipelineSink()
     return direct
 
 

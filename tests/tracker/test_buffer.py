@@ -2,22 +2,27 @@ from __future__ import annotations
 
 import http.cookiejar
 import logging
+import os
 import socket
 import threading
+import time
 import urllib.request
 import uuid
 from datetime import UTC, datetime
 
+import psycopg
 import pytest
-from django.db import IntegrityError, transaction
+from django.db import IntegrityError, connection, transaction
 from django.test import Client
 
 from tests.tracker.user_agents import BROWSER_UA
 from tracker.buffer import (
     DRAIN_GROUP,
     DirectSink,
+    PostgresPipelineSink,
     RedisSink,
     drain_buffered_visits,
+    flush_open_sinks,
     redis_client,
     visit_to_json,
 )
@@ -110,6 +115,156 @@ class DirectSinkAutocommitTests:
             sink.write(visit)
         sink.write(a_visit())
         assert Visit.objects.count() == 2
+
+
+@pytest.fixture
+def pipeline_sink():
+    """A PostgreSQL pipeline sink of the test's own, closed afterwards; PostgreSQL only."""
+    if connection.vendor != "postgresql":
+        pytest.skip("the pipeline sink is PostgreSQL's")
+    sink = PostgresPipelineSink()
+    yield sink
+    sink.close()
+
+
+def sink_backend_pid(sink: PostgresPipelineSink) -> int:
+    return sink.connection.info.backend_pid
+
+
+def wait_for_visits(count: int, *, seconds: float = 10.0) -> None:
+    deadline = time.monotonic() + seconds
+    while Visit.objects.count() < count:
+        assert time.monotonic() < deadline, f"fewer than {count} visits committed"
+        time.sleep(0.01)
+
+
+@pytest.mark.django_db(transaction=True)
+class PostgresPipelineSinkTests:
+    """Outside a transaction, as on the request path, where the inserts are pipelined."""
+
+    def test_pipelined_writes_all_land_with_every_field(self, pipeline_sink):
+        visits = [a_visit(path=f"/page/{number}/") for number in range(100)]
+        visits.append(
+            a_visit(
+                path="/caf\u00e9/\U0001f600",
+                utm_source="news",
+                utm_medium="email",
+                utm_campaign="spring",
+                referrer_host="example.org",
+                device="mobile",
+                status_code=404,
+                response_ms=70_000,
+                visited_at=datetime(2026, 3, 29, 1, 30, 0, 123456, tzinfo=UTC),
+            )
+        )
+        for visit in visits:
+            pipeline_sink.write(visit)
+            assert len(pipeline_sink.unconfirmed) <= PostgresPipelineSink.REPLIES_PER_READ
+        pipeline_sink.flush()
+        assert len(pipeline_sink.unconfirmed) == 0
+        assert pipeline_sink.fallback_count == 0
+        stored = {row["event_id"]: row for row in Visit.objects.values(*visits[0])}
+        assert stored == {visit["event_id"]: visit for visit in visits}
+
+    def test_inside_a_transaction_the_visit_rolls_back_with_it(self, pipeline_sink):
+        with pytest.raises(RuntimeError), transaction.atomic():
+            pipeline_sink.write(a_visit())
+            assert Visit.objects.count() == 1
+            raise RuntimeError("roll back")
+        pipeline_sink.flush()
+        assert Visit.objects.count() == 0
+
+    def test_unanswered_inserts_that_landed_are_stored_once(
+        self, pipeline_sink, monkeypatch, caplog
+    ):
+        """The connection breaks after the inserts committed, before their results arrive."""
+        visits = [a_visit() for _ in range(5)]
+        for visit in visits:
+            pipeline_sink.write(visit)
+        wait_for_visits(5)
+
+        def replies_lost():
+            raise psycopg.OperationalError("server closed the connection unexpectedly")
+
+        monkeypatch.setattr(pipeline_sink, "_read_replies", replies_lost)
+        with caplog.at_level(logging.WARNING, logger="tracker.buffer"):
+            pipeline_sink.flush()
+        assert pipeline_sink.fallback_count == 5  # all sent again, through Django's connection
+        assert "through the fallback failed" not in caplog.text  # known event ids are skipped
+        assert pipeline_sink.connection is None
+        assert sorted(Visit.objects.values_list("event_id", flat=True)) == sorted(
+            visit["event_id"] for visit in visits
+        )
+
+    def test_terminated_backend_loses_no_visit_and_reconnects(self, pipeline_sink, monkeypatch):
+        visits = [a_visit() for _ in range(5)]
+        for visit in visits:
+            pipeline_sink.write(visit)
+        wait_for_visits(5)
+        old_backend = sink_backend_pid(pipeline_sink)
+        with connection.cursor() as cursor:
+            cursor.execute("SELECT pg_terminate_backend(%s, 5000)", [old_backend])
+        visits += [a_visit() for _ in range(3)]  # into the dead connection, then the fallback
+        for visit in visits[5:]:
+            pipeline_sink.write(visit)
+        pipeline_sink.flush()
+        assert pipeline_sink.fallback_count >= 3
+        assert sorted(Visit.objects.values_list("event_id", flat=True)) == sorted(
+            visit["event_id"] for visit in visits
+        )
+        # After the pause the sink connects again and pipelines as before.
+        fallbacks = pipeline_sink.fallback_count
+        monkeypatch.setattr(pipeline_sink, "_retry_at", 0.0)
+        pipeline_sink.write(a_visit())
+        pipeline_sink.flush()
+        assert sink_backend_pid(pipeline_sink) != old_backend
+        assert pipeline_sink.fallback_count == fallbacks
+        assert Visit.objects.count() == 9
+
+    def test_refused_insert_is_logged_and_others_still_land(self, pipeline_sink, caplog):
+        refused = a_visit(status_code=-1)  # violates the column's check constraint
+        with caplog.at_level(logging.WARNING, logger="tracker.buffer"):
+            pipeline_sink.write(a_visit())
+            pipeline_sink.write(refused)
+            pipeline_sink.write(a_visit())
+            pipeline_sink.flush()
+            for _ in range(3):
+                pipeline_sink.write(a_visit())
+            pipeline_sink.flush()
+        assert Visit.objects.count() == 5
+        assert pipeline_sink.fallback_count == 1
+        assert "insert refused" in caplog.text
+        assert f"Storing visit {refused['event_id']} through the fallback failed" in caplog.text
+
+    def test_forked_child_does_not_end_the_parents_connection(self, pipeline_sink):
+        pipeline_sink.write(a_visit())
+        pipeline_sink.flush()
+        parent_backend = sink_backend_pid(pipeline_sink)
+        pid = os.fork()
+        if pid == 0:  # the child writes on a connection of its own, then closes it
+            status = 1
+            try:
+                pipeline_sink.write(a_visit())
+                pipeline_sink.close()
+                status = 0 if pipeline_sink.fallback_count == 0 else 2
+            finally:
+                os._exit(status)
+        _, status = os.waitpid(pid, 0)
+        assert os.waitstatus_to_exitcode(status) == 0
+        pipeline_sink.write(a_visit())
+        pipeline_sink.flush()
+        assert sink_backend_pid(pipeline_sink) == parent_backend
+        assert pipeline_sink.fallback_count == 0
+        assert Visit.objects.count() == 3
+
+    def test_middleware_pipelines_page_views_on_postgresql(self, pipeline_sink, settings):
+        settings.TRACKER_SINK = "direct"
+        client = Client(headers={"user-agent": BROWSER_UA})
+        for _ in range(40):
+            assert client.get("/").status_code == 200
+        flush_open_sinks()
+        assert Visit.objects.count() == 40
+        assert Visit.objects.values("tracking_id").distinct().count() == 1
 
 
 @pytest.mark.django_db
@@ -260,6 +415,7 @@ def drain_if_buffered() -> None:
 
     if settings.TRACKER_SINK == "redis":
         drain_buffered_visits()
+    flush_open_sinks()
 
 
 @pytest.mark.django_db(transaction=True)

@@ -3,6 +3,7 @@ from __future__ import annotations
 import http.cookiejar
 import logging
 import os
+import signal
 import socket
 import threading
 import time
@@ -49,6 +50,21 @@ def a_visit(**overrides) -> dict:
     }
 
 
+def a_visit_with_every_field() -> dict:
+    """A visit whose every field differs from the defaults, microseconds and emoji included."""
+    return a_visit(
+        path="/caf\u00e9/\U0001f600",
+        utm_source="news",
+        utm_medium="email",
+        utm_campaign="spring",
+        referrer_host="example.org",
+        device="mobile",
+        status_code=404,
+        response_ms=70_000,
+        visited_at=datetime(2026, 3, 29, 1, 30, 0, 123456, tzinfo=UTC),
+    )
+
+
 def closed_port_url() -> str:
     with socket.socket() as probe:
         probe.bind(("127.0.0.1", 0))
@@ -93,16 +109,7 @@ class DirectSinkAutocommitTests:
     """Outside a transaction, as on the request path (PostgreSQL takes its own cursor there)."""
 
     def test_direct_sink_autocommit_stores_every_field(self):
-        visit = a_visit(
-            path="/caf\u00e9/\U0001f600",
-            utm_source="news",
-            utm_medium="email",
-            utm_campaign="spring",
-            referrer_host="example.org",
-            device="mobile",
-            status_code=404,
-            response_ms=70_000,
-        )
+        visit = a_visit_with_every_field()
         DirectSink().write(visit)
         stored = Visit.objects.values(*visit).get()
         assert stored == visit
@@ -144,19 +151,7 @@ class PostgresPipelineSinkTests:
 
     def test_pipelined_writes_all_land_with_every_field(self, pipeline_sink):
         visits = [a_visit(path=f"/page/{number}/") for number in range(100)]
-        visits.append(
-            a_visit(
-                path="/caf\u00e9/\U0001f600",
-                utm_source="news",
-                utm_medium="email",
-                utm_campaign="spring",
-                referrer_host="example.org",
-                device="mobile",
-                status_code=404,
-                response_ms=70_000,
-                visited_at=datetime(2026, 3, 29, 1, 30, 0, 123456, tzinfo=UTC),
-            )
-        )
+        visits.append(a_visit_with_every_field())
         for visit in visits:
             pipeline_sink.write(visit)
             assert len(pipeline_sink.unconfirmed) <= PostgresPipelineSink.REPLIES_PER_READ
@@ -256,6 +251,20 @@ class PostgresPipelineSinkTests:
         assert sink_backend_pid(pipeline_sink) == parent_backend
         assert pipeline_sink.fallback_count == 0
         assert Visit.objects.count() == 3
+
+    def test_worker_killed_before_reading_results_loses_no_visit_sent(self, pipeline_sink):
+        """What a worker sent is in the kernel's hands: SIGKILL does not take it back."""
+        pid = os.fork()
+        if pid == 0:  # the child: a web worker that sends five visits and is killed at once
+            try:
+                for number in range(5):
+                    pipeline_sink.write(a_visit(path=f"/killed/{number}/"))
+            finally:
+                os.kill(os.getpid(), signal.SIGKILL)
+        _, status = os.waitpid(pid, 0)
+        assert os.WIFSIGNALED(status)
+        wait_for_visits(5)
+        assert Visit.objects.filter(path__startswith="/killed/").count() == 5
 
     def test_middleware_pipelines_page_views_on_postgresql(self, pipeline_sink, settings):
         settings.TRACKER_SINK = "direct"

@@ -191,7 +191,14 @@ def serve(requests: int) -> dict[str, float]:
     from django.core.wsgi import get_wsgi_application
     from django.db import connection
 
-    from tracker.buffer import flush_open_sinks
+    from tracker.buffer import PostgresPipelineSink, flush_open_sinks, open_sinks
+
+    def pipeline_sinks() -> list[PostgresPipelineSink]:
+        return [
+            sink
+            for sink in open_sinks()
+            if isinstance(sink, PostgresPipelineSink) and sink.connection is not None
+        ]
 
     handler = get_wsgi_application()
 
@@ -242,7 +249,10 @@ def serve(requests: int) -> dict[str, float]:
             return 0.0  # SQLite runs inside the app process
         with connection.cursor() as cursor:
             cursor.execute("SELECT pg_backend_pid()")
-            return process_cpu_seconds(cursor.fetchone()[0])
+            backends = [cursor.fetchone()[0]]
+        # The pipelined sink's own connection (opened during the warm-up) has a backend too.
+        backends += [sink.connection.info.backend_pid for sink in pipeline_sinks()]
+        return sum(process_cpu_seconds(pid) for pid in backends)
 
     client = redis.Redis.from_url(settings.REDIS_URL) if settings.REDIS_URL else None
 

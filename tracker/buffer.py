@@ -379,19 +379,23 @@ _open_sinks: weakref.WeakSet[DeferredSink] = weakref.WeakSet()
 _inherited_connections: list = []
 
 
+def open_sinks() -> list[DeferredSink]:
+    return list(_open_sinks)
+
+
 def flush_open_sinks() -> None:
-    for sink in list(_open_sinks):
+    for sink in open_sinks():
         sink.flush()
 
 
 def close_open_sinks() -> None:
     """Settle and close every sink's own connection (before a test database is dropped)."""
-    for sink in list(_open_sinks):
+    for sink in open_sinks():
         sink.close()
 
 
 def _forget_connections_after_fork() -> None:
-    for sink in list(_open_sinks):
+    for sink in open_sinks():
         if isinstance(sink, PostgresPipelineSink):
             sink.forget_connection()
 

@@ -12,104 +12,27 @@ import subprocess
 import sys
 from datetime import UTC, datetime
 
+
+def load(
+    config: str, *options: str, visitors: int, views: int, concurrency: int = 200, workers: int = 4
+) -> tuple:
+    """A load scenario: ``visitors`` with ``views`` page views each, ``concurrency`` at once."""
+    sizes = [
+        *("--visitors", str(visitors), "--views", str(views)),
+        *("--concurrency", str(concurrency), "--workers", str(workers)),
+    ]
+    return ("reliability.scenario_load", ["--config", config, *options, *sizes])
+
+
 SCENARIOS = {
-    "load-postgres-redis": (
-        "reliability.scenario_load",
-        [
-            "--config",
-            "postgres",
-            "--visitors",
-            "1000",
-            "--views",
-            "50",
-            "--concurrency",
-            "200",
-            "--workers",
-            "4",
-        ],
+    "load-postgres-redis": load("postgres", visitors=1000, views=50),
+    "load-postgres-redis-outage": load("postgres", "--redis-outage", visitors=400, views=50),
+    "load-postgres-restart": load("postgres", "--postgres-restart", visitors=400, views=25),
+    "load-postgres-direct": load("postgres", "--sink", "direct", visitors=1000, views=50),
+    "load-postgres-direct-restart": load(
+        "postgres", "--sink", "direct", "--postgres-restart", visitors=400, views=25
     ),
-    "load-postgres-redis-outage": (
-        "reliability.scenario_load",
-        [
-            "--config",
-            "postgres",
-            "--visitors",
-            "400",
-            "--views",
-            "50",
-            "--concurrency",
-            "200",
-            "--workers",
-            "4",
-            "--redis-outage",
-        ],
-    ),
-    "load-postgres-restart": (
-        "reliability.scenario_load",
-        [
-            "--config",
-            "postgres",
-            "--visitors",
-            "400",
-            "--views",
-            "25",
-            "--concurrency",
-            "200",
-            "--workers",
-            "4",
-            "--postgres-restart",
-        ],
-    ),
-    "load-postgres-direct": (
-        "reliability.scenario_load",
-        [
-            "--config",
-            "postgres",
-            "--sink",
-            "direct",
-            "--visitors",
-            "1000",
-            "--views",
-            "50",
-            "--concurrency",
-            "200",
-            "--workers",
-            "4",
-        ],
-    ),
-    "load-postgres-direct-restart": (
-        "reliability.scenario_load",
-        [
-            "--config",
-            "postgres",
-            "--sink",
-            "direct",
-            "--visitors",
-            "400",
-            "--views",
-            "25",
-            "--concurrency",
-            "200",
-            "--workers",
-            "4",
-            "--postgres-restart",
-        ],
-    ),
-    "load-sqlite-direct": (
-        "reliability.scenario_load",
-        [
-            "--config",
-            "sqlite",
-            "--visitors",
-            "200",
-            "--views",
-            "50",
-            "--concurrency",
-            "50",
-            "--workers",
-            "2",
-        ],
-    ),
+    "load-sqlite-direct": load("sqlite", visitors=200, views=50, concurrency=50, workers=2),
     "worker-sigkill-1m": ("reliability.scenario_faults", ["worker-sigkill", "--visits", "1000000"]),
     "two-beats": ("reliability.scenario_faults", ["two-beats", "--minutes", "3"]),
 }

@@ -29,6 +29,7 @@ import psycopg
 import redis
 from django.conf import settings
 from django.db import connections, transaction
+from psycopg import pq
 
 from tracker.models import Visit
 
@@ -42,9 +43,6 @@ MAX_BATCHES_PER_DRAIN = 100
 FALLBACK_LOG_INTERVAL_SECONDS = 60.0
 VISIT_FIELDS = [field for field in Visit._meta.concrete_fields if not field.primary_key]
 VISIT_NAMES = [field.attname for field in VISIT_FIELDS]
-PIPELINE_SYNC = psycopg.pq.ExecStatus.PIPELINE_SYNC
-FATAL_ERROR = psycopg.pq.ExecStatus.FATAL_ERROR
-DiagnosticField = psycopg.pq.DiagnosticField
 
 
 class VisitSink(Protocol):
@@ -270,8 +268,9 @@ class PostgresPipelineSink(DeferredSink):
         while self.unconfirmed:
             refused = None
             ended_query = False  # libpq ends a query's results with None, a sync with none
-            while (result := pgconn.get_result()) is None or result.status != PIPELINE_SYNC:
-                if pgconn.status != psycopg.pq.ConnStatus.OK:
+            sync = pq.ExecStatus.PIPELINE_SYNC
+            while (result := pgconn.get_result()) is None or result.status != sync:
+                if pgconn.status != pq.ConnStatus.OK:
                     raise psycopg.OperationalError(pgconn.get_error_message())
                 if result is None:
                     if ended_query:
@@ -279,8 +278,8 @@ class PostgresPipelineSink(DeferredSink):
                     ended_query = True
                     continue
                 ended_query = False
-                if result.status == FATAL_ERROR:
-                    refused = result.error_field(DiagnosticField.MESSAGE_PRIMARY) or b""
+                if result.status == pq.ExecStatus.FATAL_ERROR:
+                    refused = result.error_field(pq.DiagnosticField.MESSAGE_PRIMARY) or b""
             visit = self.unconfirmed.popleft()
             if refused is not None:
                 self._fall_back(

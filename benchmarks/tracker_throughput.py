@@ -5,7 +5,7 @@ session engine and database) run at once, one with ``TRACKER_ENABLED=0``; ``wrk`
 turn, alternating, on 127.0.0.1 as a returning visitor with an ordinary browser user agent.
 The table gives the median over rounds of req/s, p50 and p99; the ratio tracker/no tracker and
 the added one-at-a-time p99 that the targets are checked on are medians of the per-round figures,
-since each round's two runs go back to back (rounds of the same code differ by up to 20% here).
+since each round's two runs go back to back (rounds of the same code differ by 20% and more).
 wrk keeps both workers saturated, so its p99 is mostly time spent queueing; each round therefore
 also runs ``wrk -c1`` (one request at a time) for the latency a page view itself gains.
 

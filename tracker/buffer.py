@@ -317,6 +317,9 @@ def visits_decoded(entries: list[tuple[str, dict]]) -> list[Visit]:
 
 # Short timeouts: a stalled Redis must cost a page view milliseconds, not seconds.
 REDIS_TIMEOUTS = {"socket_connect_timeout": 0.25, "socket_timeout": 0.5}
+# Linux's; macOS and Windows have none, and there the sink sends each XADD at once.
+TCP_CORK = getattr(socket, "TCP_CORK", None)
+TCP_FAMILIES = (socket.AF_INET, socket.AF_INET6)
 
 
 def redis_client(url: str) -> redis.Redis:
@@ -332,6 +335,13 @@ class RedisSink(DeferredSink):
     socket for replies on every write a system call per page view. A visit that landed in the
     stream and went through the fallback as well is still stored once, since the drain's insert
     ignores known event ids.
+
+    The connection is corked (TCP_CORK): each XADD is handed to the kernel at once, but sent
+    with the others when their replies are read, or by the kernel at most 200 ms after the
+    first. Sent one by one on loopback, each cost the page view a trip through the TCP stack and
+    Redis a wake-up: measured here, the sink's write took 33 µs of the middleware's time, corked
+    24 µs. The kernel owns the XADDs from the first moment: a killed worker's socket still
+    delivers them, only a crash of the machine itself can lose them, with Redis's own memory.
     """
 
     connection_errors = (redis.RedisError,)
@@ -343,6 +353,7 @@ class RedisSink(DeferredSink):
         super().__init__(fallback=fallback)
         pool = redis.ConnectionPool.from_url(url, **REDIS_TIMEOUTS)
         self.connection = pool.make_connection()
+        self.connection.register_connect_callback(self._cork)
         self.stream = stream
         # XADD <stream> * visit <json> in the Redis protocol, all but the visit packed once.
         self.xadd_prefix = b"*5\r\n" + b"".join(
@@ -356,7 +367,12 @@ class RedisSink(DeferredSink):
         self.connection.send_packed_command([packed], check_health=False)
 
     def _read_replies(self) -> None:
-        """Wait for the reply to every XADD sent and confirm its visit."""
+        """Send the corked XADDs, wait for the reply to each and confirm its visit."""
+        try:
+            set_cork(self.connection._sock, on=False)  # the kernel sends what it held
+            set_cork(self.connection._sock, on=True)
+        except OSError as error:
+            raise redis.ConnectionError(f"Error while sending to Redis: {error}") from error
         while self.unconfirmed:
             try:
                 self.connection.read_response()
@@ -366,8 +382,20 @@ class RedisSink(DeferredSink):
             else:
                 self.unconfirmed.popleft()
 
+    def _cork(self, connection: redis.Connection) -> None:
+        """Cork each new connection once redis-py's handshake (AUTH, SELECT...) is answered;
+        redis-py keeps its socket in ``_sock``, with no public accessor."""
+        set_cork(connection._sock, on=True)
+
     def _disconnect(self) -> None:
         self.connection.disconnect()
+
+
+def set_cork(sock: socket.socket | None, *, on: bool) -> None:
+    """Hold (or release) a TCP socket's small writes in the kernel; other sockets (a Unix
+    socket, a platform without TCP_CORK) send each write at once, as before."""
+    if TCP_CORK is not None and sock is not None and sock.family in TCP_FAMILIES:
+        sock.setsockopt(socket.IPPROTO_TCP, TCP_CORK, int(on))
 
 
 # Every sink of this process that defers confirmations, so that unconfirmed visits are settled

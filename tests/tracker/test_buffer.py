@@ -349,6 +349,37 @@ class RedisSinkPipelineTests:
         assert admin.xlen(redis_stream) == 1
         assert sink.fallback_count == 1
 
+    def test_corked_xadds_reach_stream_without_a_flush(self, redis_stream, redis_url):
+        """Fewer visits than a read of replies: the kernel sends them on its own, in 200 ms."""
+        sink = RedisSink(url=redis_url, stream=redis_stream, fallback=DirectSink())
+        for _ in range(3):
+            sink.write(a_visit())
+        assert len(sink.unconfirmed) == 3
+        admin = redis_client(redis_url)
+        deadline = time.monotonic() + 2
+        while admin.xlen(redis_stream) < 3 and time.monotonic() < deadline:
+            time.sleep(0.02)
+        assert admin.xlen(redis_stream) == 3
+
+    def test_worker_killed_with_corked_xadds_loses_none(self, redis_stream, redis_url):
+        """The XADDs a worker handed to the kernel reach Redis after SIGKILL."""
+        sink = RedisSink(url=redis_url, stream=redis_stream, fallback=DirectSink())
+        pid = os.fork()
+        if pid == 0:  # the child: a web worker that writes five visits and is killed at once
+            try:
+                for number in range(5):
+                    sink.write(a_visit(path=f"/killed/{number}/"))
+            finally:
+                os.kill(os.getpid(), signal.SIGKILL)
+        _, status = os.waitpid(pid, 0)
+        assert os.WIFSIGNALED(status)
+        admin = redis_client(redis_url)
+        deadline = time.monotonic() + 2
+        while admin.xlen(redis_stream) < 5 and time.monotonic() < deadline:
+            time.sleep(0.02)
+        assert drain_buffered_visits() == 5
+        assert Visit.objects.filter(path__startswith="/killed/").count() == 5
+
     def test_drain_in_same_process_sees_unconfirmed_visits(self, redis_stream, redis_url):
         sink = RedisSink(url=redis_url, stream=redis_stream, fallback=DirectSink())
         for _ in range(5):
@@ -364,6 +395,7 @@ class RedisDrainTests:
         for path in ["/", "/about/", "/"]:
             assert client.get(path).status_code == 200
         assert Visit.objects.count() == 0
+        flush_open_sinks()
         assert redis_client(redis_url).xlen(redis_stream) == 3
         assert drain_buffered_visits() == 3
         assert Visit.objects.count() == 3

@@ -79,7 +79,7 @@ class EnvironmentSettingsTests:
             DATABASE_URL="",
             REDIS_URL="",
         )
-        assert engine == "django.db.backends.sqlite3"
+        assert engine == "analytics_site.sqlite3"  # Django's, checkpointing in a thread
         assert cache_backend.endswith("LocMemCache")
         assert broker == "filesystem://"
 

@@ -22,8 +22,8 @@ from django.db.backends.sqlite3 import base
 logger = logging.getLogger(__name__)
 
 CHECKPOINT_INTERVAL_SECONDS = 0.2
-# The page views' own automatic checkpoint, in pages of the log: ~40 MB, where SQLite's default
-# is 1,000 pages. At 1,000 page views a second the thread keeps the log near 1,500 pages.
+# The page views' own automatic checkpoint, in pages of the log (~40 MB; SQLite's default is
+# 1,000 pages): reached only if the thread falls behind.
 SAFETY_NET_PAGES = 10_000
 
 _checkpointers: dict[str, threading.Thread] = {}

@@ -5,7 +5,13 @@ commit makes the log cross ``wal_autocheckpoint`` pages. With the tracker a page
 twice, and on this project's machines those checkpoints put a page view's one-at-a-time p99 from
 2.5 ms to 6.2 ms; with checkpoints off it stayed at 2.8 ms. So each process that connects
 checkpoints in a thread of its own (SQLite lets other threads run meanwhile), and the page
-views' own threshold is raised to a safety net that only a stalled thread lets them reach.
+views' own threshold is raised to 10,000 pages.
+
+SQLite starts the log over when a write begins and finds all of it copied. Under sustained
+concurrent writes, commits keep landing while the thread copies, so that happens only after the
+page views' own checkpoint at their threshold, which finds nearly everything copied already:
+measured at 852 page views a second, the log went round every ~1.5 s and the thread's copy
+trailed it by at most ~1,400 pages.
 """
 
 from __future__ import annotations
@@ -23,7 +29,7 @@ logger = logging.getLogger(__name__)
 
 CHECKPOINT_INTERVAL_SECONDS = 0.2
 # The page views' own automatic checkpoint, in pages of the log (~40 MB; SQLite's default is
-# 1,000 pages): reached only if the thread falls behind.
+# 1,000 pages).
 SAFETY_NET_PAGES = 10_000
 
 _checkpointers: dict[str, threading.Thread] = {}

@@ -145,6 +145,29 @@ def wait_for_visits(count: int, *, seconds: float = 10.0) -> None:
         time.sleep(0.01)
 
 
+def write_and_get_killed(sink, *, visits: int) -> None:
+    """Fork a web worker that writes ``visits`` visits (paths /killed/N/) through the sink and
+    is SIGKILLed at once, before it reads any reply."""
+    pid = os.fork()
+    if pid == 0:
+        try:
+            for number in range(visits):
+                sink.write(a_visit(path=f"/killed/{number}/"))
+        finally:
+            os.kill(os.getpid(), signal.SIGKILL)
+    _, status = os.waitpid(pid, 0)
+    assert os.WIFSIGNALED(status)
+
+
+def wait_for_stream_length(redis_url: str, stream: str, length: int) -> int:
+    """Return the stream's length once it reaches ``length``, or after 2 s."""
+    admin = redis_client(redis_url)
+    deadline = time.monotonic() + 2
+    while admin.xlen(stream) < length and time.monotonic() < deadline:
+        time.sleep(0.02)
+    return admin.xlen(stream)
+
+
 @pytest.mark.django_db(transaction=True)
 class PostgresPipelineSinkTests:
     """Outside a transaction, as on the request path, where the inserts are pipelined."""
@@ -254,15 +277,7 @@ class PostgresPipelineSinkTests:
 
     def test_worker_killed_before_reading_results_loses_no_visit_sent(self, pipeline_sink):
         """What a worker sent is in the kernel's hands: SIGKILL does not take it back."""
-        pid = os.fork()
-        if pid == 0:  # the child: a web worker that sends five visits and is killed at once
-            try:
-                for number in range(5):
-                    pipeline_sink.write(a_visit(path=f"/killed/{number}/"))
-            finally:
-                os.kill(os.getpid(), signal.SIGKILL)
-        _, status = os.waitpid(pid, 0)
-        assert os.WIFSIGNALED(status)
+        write_and_get_killed(pipeline_sink, visits=5)
         wait_for_visits(5)
         assert Visit.objects.filter(path__startswith="/killed/").count() == 5
 
@@ -355,28 +370,14 @@ class RedisSinkPipelineTests:
         for _ in range(3):
             sink.write(a_visit())
         assert len(sink.unconfirmed) == 3
-        admin = redis_client(redis_url)
-        deadline = time.monotonic() + 2
-        while admin.xlen(redis_stream) < 3 and time.monotonic() < deadline:
-            time.sleep(0.02)
-        assert admin.xlen(redis_stream) == 3
+        assert wait_for_stream_length(redis_url, redis_stream, 3) == 3
 
     def test_worker_killed_with_corked_xadds_loses_none(self, redis_stream, redis_url):
         """The XADDs a worker handed to the kernel reach Redis after SIGKILL."""
-        sink = RedisSink(url=redis_url, stream=redis_stream, fallback=DirectSink())
-        pid = os.fork()
-        if pid == 0:  # the child: a web worker that writes five visits and is killed at once
-            try:
-                for number in range(5):
-                    sink.write(a_visit(path=f"/killed/{number}/"))
-            finally:
-                os.kill(os.getpid(), signal.SIGKILL)
-        _, status = os.waitpid(pid, 0)
-        assert os.WIFSIGNALED(status)
-        admin = redis_client(redis_url)
-        deadline = time.monotonic() + 2
-        while admin.xlen(redis_stream) < 5 and time.monotonic() < deadline:
-            time.sleep(0.02)
+        write_and_get_killed(
+            RedisSink(url=redis_url, stream=redis_stream, fallback=DirectSink()), visits=5
+        )
+        assert wait_for_stream_length(redis_url, redis_stream, 5) == 5
         assert drain_buffered_visits() == 5
         assert Visit.objects.filter(path__startswith="/killed/").count() == 5
 

@@ -32,7 +32,7 @@ CHECKPOINT_INTERVAL_SECONDS = 0.2
 # 1,000 pages).
 SAFETY_NET_PAGES = 10_000
 
-_checkpointers: dict[str, threading.Thread] = {}
+_checkpointers: dict[Path, threading.Thread] = {}
 _checkpointers_lock = threading.Lock()
 
 
@@ -72,9 +72,8 @@ def ensure_checkpointer(name: str) -> None:
     if not name or name == ":memory:" or "mode=memory" in name:
         return
     database = Path(name).resolve()
-    key = str(database)
     with _checkpointers_lock:
-        running = _checkpointers.get(key)
+        running = _checkpointers.get(database)
         if running is not None and running.is_alive():
             return
         thread = threading.Thread(
@@ -84,7 +83,7 @@ def ensure_checkpointer(name: str) -> None:
             daemon=True,
         )
         thread.start()
-        _checkpointers[key] = thread
+        _checkpointers[database] = thread
 
 
 class DatabaseWrapper(base.DatabaseWrapper):

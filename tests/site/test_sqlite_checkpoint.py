@@ -7,6 +7,7 @@ import threading
 import time
 
 from analytics_site.sqlite3.base import SAFETY_NET_PAGES, ensure_checkpointer
+from reliability.processes import wait_until
 from tests.site.test_settings import run_python
 
 
@@ -24,15 +25,6 @@ def database_with_unchecked_log(path, *, rows: int) -> sqlite3.Connection:
     return connection
 
 
-def wait_until(condition, *, seconds: float = 3.0) -> bool:
-    deadline = time.monotonic() + seconds
-    while not condition():
-        if time.monotonic() > deadline:
-            return False
-        time.sleep(0.02)
-    return True
-
-
 class SQLiteCheckpointTests:
     def test_written_log_is_copied_into_database_file_in_background(self, tmp_path):
         database = tmp_path / "site.sqlite3"
@@ -40,7 +32,12 @@ class SQLiteCheckpointTests:
         try:
             assert database.stat().st_size < 100_000  # 2 MB of rows, all still in the log
             ensure_checkpointer(str(database))
-            assert wait_until(lambda: database.stat().st_size > 2_000_000)
+            assert wait_until(
+                lambda: database.stat().st_size > 2_000_000,
+                timeout=3,
+                what="the log copied into the database file",
+                interval=0.02,
+            )
             assert writer.execute("SELECT count(*) FROM visit").fetchone() == (2000,)
         finally:
             writer.close()

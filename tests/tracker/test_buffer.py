@@ -16,6 +16,7 @@ import pytest
 from django.db import IntegrityError, connection, transaction
 from django.test import Client
 
+from reliability.processes import wait_until
 from tests.tracker.user_agents import BROWSER_UA
 from tracker.buffer import (
     DRAIN_GROUP,
@@ -160,11 +161,14 @@ def write_and_get_killed(sink, *, visits: int) -> None:
 
 
 def wait_for_stream_length(redis_url: str, stream: str, length: int) -> int:
-    """Return the stream's length once it reaches ``length``, or after 2 s."""
+    """Return the stream's length once it reaches ``length`` (within 2 s)."""
     admin = redis_client(redis_url)
-    deadline = time.monotonic() + 2
-    while admin.xlen(stream) < length and time.monotonic() < deadline:
-        time.sleep(0.02)
+    wait_until(
+        lambda: admin.xlen(stream) >= length,
+        timeout=2,
+        what=f"{length} entries in the stream",
+        interval=0.02,
+    )
     return admin.xlen(stream)
 
 

@@ -13,7 +13,6 @@
 from __future__ import annotations
 
 import atexit
-import json
 import logging
 import os
 import socket
@@ -25,6 +24,8 @@ from collections import deque
 from datetime import datetime
 from typing import Protocol
 
+import hiredis
+import orjson
 import psycopg
 import redis
 from django.conf import settings
@@ -292,12 +293,15 @@ class PostgresPipelineSink(DeferredSink):
             self.connection = None
 
 
-def visit_to_json(visit: dict) -> str:
-    return json.dumps(visit, default=str, separators=(",", ":"))
+def visit_to_json(visit: dict) -> bytes:
+    """Encode a visit for the stream. orjson writes UUIDs and aware datetimes itself, in a tenth
+    of the time the standard library's ``json`` took here (7 µs of a page view's ~40)."""
+    return orjson.dumps(visit)
 
 
-def visit_from_json(encoded: str) -> Visit:
-    fields = json.loads(encoded)
+def visit_from_json(encoded: str | bytes) -> Visit:
+    """Decode a buffered visit, written by ``visit_to_json`` or by the ``json`` module before it."""
+    fields = orjson.loads(encoded)
     fields["event_id"] = uuid.UUID(fields["event_id"])
     fields["tracking_id"] = uuid.UUID(fields["tracking_id"])
     fields["visited_at"] = datetime.fromisoformat(fields["visited_at"])
@@ -310,7 +314,7 @@ def visits_decoded(entries: list[tuple[str, dict]]) -> list[Visit]:
     for entry_id, fields in entries:
         try:
             visits.append(visit_from_json(fields["visit"]))
-        except (KeyError, TypeError, ValueError):
+        except (KeyError, TypeError, ValueError):  # orjson.JSONDecodeError is a ValueError
             logger.error("Dropping malformed buffered visit %s: %r", entry_id, fields)
     return visits
 
@@ -320,6 +324,8 @@ REDIS_TIMEOUTS = {"socket_connect_timeout": 0.25, "socket_timeout": 0.5}
 # Linux's; macOS and Windows have none, and there the sink sends each XADD at once.
 TCP_CORK = getattr(socket, "TCP_CORK", None)
 TCP_FAMILIES = (socket.AF_INET, socket.AF_INET6)
+# The replies to 32 XADDs take ~1.3 KB; one read usually takes them all.
+REPLY_READ_BYTES = 65536
 
 
 def redis_client(url: str) -> redis.Redis:
@@ -353,7 +359,8 @@ class RedisSink(DeferredSink):
         super().__init__(fallback=fallback)
         pool = redis.ConnectionPool.from_url(url, **REDIS_TIMEOUTS)
         self.connection = pool.make_connection()
-        self.connection.register_connect_callback(self._cork)
+        self.connection.register_connect_callback(self._on_connect)
+        self.replies = hiredis.Reader()
         self.stream = stream
         # XADD <stream> * visit <json> in the Redis protocol, all but the visit packed once.
         self.xadd_prefix = b"*5\r\n" + b"".join(
@@ -362,30 +369,41 @@ class RedisSink(DeferredSink):
         )
 
     def _send(self, visit: dict) -> None:
-        encoded = visit_to_json(visit).encode()
+        encoded = visit_to_json(visit)
         packed = b"%s$%d\r\n%s\r\n" % (self.xadd_prefix, len(encoded), encoded)
         self.connection.send_packed_command([packed], check_health=False)
 
     def _read_replies(self) -> None:
-        """Send the corked XADDs, wait for the reply to each and confirm its visit."""
-        try:
-            set_cork(self.connection._sock, on=False)  # the kernel sends what it held
-            set_cork(self.connection._sock, on=True)
-        except OSError as error:
-            raise redis.ConnectionError(f"Error while sending to Redis: {error}") from error
-        while self.unconfirmed:
-            try:
-                self.connection.read_response()
-            except redis.ResponseError as error:
-                # Redis refused this one XADD (out of memory, a wrong-typed key...).
-                self._fall_back([self.unconfirmed.popleft()], reason=str(error))
-            else:
-                self.unconfirmed.popleft()
+        """Send the corked XADDs, then read all their replies and confirm each visit.
 
-    def _cork(self, connection: redis.Connection) -> None:
-        """Cork each new connection once redis-py's handshake (AUTH, SELECT...) is answered;
-        redis-py keeps its socket in ``_sock``, with no public accessor."""
+        The replies go through a hiredis reader of the sink's own, fed straight from the socket:
+        redis-py's ``read_response`` took 4 µs a reply here, most of it per-call bookkeeping.
+        """
+        sock = self.connection._sock
+        try:
+            set_cork(sock, on=False)  # the kernel sends what it held
+            set_cork(sock, on=True)
+            while self.unconfirmed:
+                reply = self.replies.gets()
+                if reply is False:  # no whole reply buffered: read what Redis has sent
+                    received = sock.recv(REPLY_READ_BYTES)
+                    if not received:
+                        raise ConnectionError("Redis closed the connection")
+                    self.replies.feed(received)
+                elif isinstance(reply, hiredis.ReplyError):
+                    # Redis refused this one XADD (out of memory, a wrong-typed key...).
+                    self._fall_back([self.unconfirmed.popleft()], reason=str(reply))
+                else:
+                    self.unconfirmed.popleft()
+        except (OSError, hiredis.ProtocolError) as error:
+            raise redis.ConnectionError(f"Error while talking to Redis: {error}") from error
+
+    def _on_connect(self, connection: redis.Connection) -> None:
+        """Once redis-py's handshake (AUTH, SELECT...) is answered, cork the new connection and
+        start a fresh reader for its replies; redis-py keeps its socket in ``_sock``, with no
+        public accessor."""
         set_cork(connection._sock, on=True)
+        self.replies = hiredis.Reader()
 
     def _disconnect(self) -> None:
         self.connection.disconnect()

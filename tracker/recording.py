@@ -22,7 +22,7 @@ from tracker.models import HOST_MAX_LENGTH, PATH_MAX_LENGTH, UTM_MAX_LENGTH
 
 if TYPE_CHECKING:
     from django.contrib.sessions.backends.base import SessionBase
-    from django.http import HttpRequest, HttpResponse
+    from django.http import HttpRequest, HttpResponse, QueryDict
 
     from tracker.buffer import VisitSink
     from tracker.classify import UserAgentClass
@@ -31,6 +31,7 @@ if TYPE_CHECKING:
 # flush() (logout) drops it.
 TRACKING_ID_SESSION_KEY = "_tracker_id"
 UTM_FIELDS = ("utm_source", "utm_medium", "utm_campaign")
+NO_UTM = dict.fromkeys(UTM_FIELDS, "")
 # PostgreSQL refuses NUL in text; the other control characters only make rows unreadable.
 CONTROL_CHARACTERS = re.compile(r"[\x00-\x1f\x7f]")
 
@@ -77,16 +78,19 @@ def referrer_host(*, referrer: str, site_host: str) -> str:
     return clean_text(host, max_length=HOST_MAX_LENGTH)
 
 
+def utm_fields(query: QueryDict) -> dict[str, str]:
+    return {
+        field: clean_text(query.get(field, ""), max_length=UTM_MAX_LENGTH) for field in UTM_FIELDS
+    }
+
+
 def visit_build(
     *, request: HttpRequest, response: HttpResponse, agent: UserAgentClass, elapsed_ms: int
 ) -> dict:
     """Return the visit row (field name -> value) for a tracked request; no side effect but
     creating the session's tracking id."""
     # Most page views have no query string and no referrer: skip parsing what is not there.
-    query = request.GET if request.META.get("QUERY_STRING") else {}
-    utm = {
-        field: clean_text(query.get(field, ""), max_length=UTM_MAX_LENGTH) for field in UTM_FIELDS
-    }
+    utm = utm_fields(request.GET) if request.META.get("QUERY_STRING") else NO_UTM
     referrer = request.META.get("HTTP_REFERER", "")
     return {
         "event_id": uuid7(),

@@ -1,6 +1,7 @@
 from __future__ import annotations
 
 import http.cookiejar
+import json
 import logging
 import os
 import signal
@@ -353,6 +354,13 @@ class RedisSinkPipelineTests:
         stored = set(Visit.objects.values_list("event_id", flat=True))
         assert stored == {visit["event_id"] for visit in held}
         assert sink.fallback_count == 3
+        # A second later the sink reconnects, and reads the new connection's replies afresh.
+        time.sleep(RedisSink.RETRY_AFTER_SECONDS)
+        for _ in range(RedisSink.REPLIES_PER_READ + 1):
+            sink.write(a_visit())
+        sink.flush()
+        assert admin.xlen(redis_stream) == RedisSink.REPLIES_PER_READ + 2
+        assert sink.fallback_count == 3
 
     def test_refused_xadd_goes_to_database_and_sink_keeps_working(self, redis_stream, redis_url):
         admin = redis_client(redis_url)
@@ -407,6 +415,21 @@ class RedisDrainTests:
         assert drain_buffered_visits() == 0
         assert Visit.objects.count() == 3
         assert redis_client(redis_url).xlen(redis_stream) == 0
+
+    def test_drain_stores_every_field(self, redis_stream, redis_url):
+        visit = a_visit_with_every_field()
+        sink = RedisSink(url=redis_url, stream=redis_stream, fallback=DirectSink())
+        sink.write(visit)
+        assert drain_buffered_visits() == 1
+        assert Visit.objects.values(*visit).get() == visit
+
+    def test_drain_reads_entries_of_the_earlier_json_encoding(self, redis_stream, redis_url):
+        """Entries buffered before an upgrade, by the standard library's json, still drain."""
+        visit = a_visit_with_every_field()
+        earlier = json.dumps(visit, default=str, separators=(",", ":"))
+        redis_client(redis_url).xadd(redis_stream, {"visit": earlier})
+        assert drain_buffered_visits() == 1
+        assert Visit.objects.values(*visit).get() == visit
 
     def test_drain_duplicate_event_not_double_counted(self, redis_stream, redis_url):
         """A retried XADD (or a drain that died before XACK) stores the event only once."""

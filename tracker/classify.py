@@ -108,13 +108,17 @@ def opted_out(meta: Mapping[str, str]) -> bool:
     return meta.get("HTTP_DNT", "").strip() == "1" or meta.get("HTTP_SEC_GPC", "").strip() == "1"
 
 
+SPECULATION_HEADERS = ("HTTP_SEC_PURPOSE", "HTTP_PURPOSE", "HTTP_X_PURPOSE", "HTTP_X_MOZ")
+SPECULATION_PURPOSES = re.compile("prefetch|prerender|preview", re.IGNORECASE)
+
+
 def is_speculative(meta: Mapping[str, str]) -> bool:
     """Return True for a prefetch or prerender: the user may never see that page."""
-    purpose = " ".join(
-        meta.get(header, "")
-        for header in ("HTTP_SEC_PURPOSE", "HTTP_PURPOSE", "HTTP_X_PURPOSE", "HTTP_X_MOZ")
-    ).lower()
-    return "prefetch" in purpose or "prerender" in purpose or "preview" in purpose
+    return any(
+        SPECULATION_PURPOSES.search(meta[header])
+        for header in SPECULATION_HEADERS
+        if header in meta
+    )
 
 
 def is_htmx_partial(meta: Mapping[str, str]) -> bool:

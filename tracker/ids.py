@@ -23,13 +23,15 @@ RANDOM_BITS = 62
 RANDOM_MASK = (1 << RANDOM_BITS) - 1
 
 
-def uuid7(*, at: datetime | None = None) -> uuid.UUID:
-    """Return a new UUIDv7 for the moment ``at`` (an aware datetime; now by default)."""
+def uuid7(*, at: datetime | None = None, random_bits: int | None = None) -> uuid.UUID:
+    """Return a new UUIDv7 for the moment ``at`` (an aware datetime; now by default), its random
+    bits from the operating system unless the caller brings its own."""
     if at is None:
         unix_ns = time.time_ns()
     else:
         unix_ns = (at - UNIX_EPOCH) // timedelta(microseconds=1) * 1000
-    random_bits = int.from_bytes(os.urandom(8)) & RANDOM_MASK
+    if random_bits is None:
+        random_bits = int.from_bytes(os.urandom(8)) & RANDOM_MASK
     return uuid.UUID(int=uuid7_int(unix_ns=unix_ns, random_bits=random_bits))
 
 

@@ -1,5 +1,6 @@
 from __future__ import annotations
 
+import os
 import uuid
 from datetime import timedelta
 
@@ -12,7 +13,7 @@ from hypothesis import strategies as st
 
 from tests.tracker.user_agents import BROWSER_UA
 from tracker.classify import classify_user_agent
-from tracker.ids import uuid7_time
+from tracker.ids import RANDOM_MASK, uuid7_time
 from tracker.models import HOST_MAX_LENGTH, PATH_MAX_LENGTH, UTM_MAX_LENGTH, Visit
 from tracker.recording import (
     TRACKING_ID_SESSION_KEY,
@@ -108,6 +109,26 @@ class VisitBuildTests:
 
     def test_visit_build_fresh_event_ids(self):
         assert build()["event_id"] != build()["event_id"]
+
+    def test_visit_build_forked_workers_draw_different_event_ids(self):
+        """Web workers are forks of one process: were their generators alike, two page views
+        served in the same instant would share an event id, and the drain would keep one."""
+        random_parts = []
+        for _worker in range(2):
+            reader, writer = os.pipe()
+            pid = os.fork()
+            if pid == 0:  # the worker: send the random bits of its first event ids, then exit
+                try:
+                    bits = [build()["event_id"].int & RANDOM_MASK for _ in range(3)]
+                    os.write(writer, repr(bits).encode())
+                finally:
+                    os._exit(0)
+            os.close(writer)
+            with os.fdopen(reader) as received:
+                random_parts.append(received.read())
+            os.waitpid(pid, 0)
+        assert random_parts[0].startswith("[")
+        assert random_parts[0] != random_parts[1]
 
     def test_visit_build_stores_no_identifying_fields(self):
         visit = build("/", REMOTE_ADDR="203.0.113.9")

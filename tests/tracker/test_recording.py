@@ -113,22 +113,23 @@ class VisitBuildTests:
     def test_visit_build_forked_workers_draw_different_event_ids(self):
         """Web workers are forks of one process: were their generators alike, two page views
         served in the same instant would share an event id, and the drain would keep one."""
-        random_parts = []
-        for _worker in range(2):
-            reader, writer = os.pipe()
-            pid = os.fork()
-            if pid == 0:  # the worker: send the random bits of its first event ids, then exit
-                try:
-                    bits = [build()["event_id"].int & RANDOM_MASK for _ in range(3)]
-                    os.write(writer, repr(bits).encode())
-                finally:
-                    os._exit(0)
-            os.close(writer)
-            with os.fdopen(reader) as received:
-                random_parts.append(received.read())
-            os.waitpid(pid, 0)
-        assert random_parts[0].startswith("[")
-        assert random_parts[0] != random_parts[1]
+
+        def next_random_parts() -> str:
+            return repr([build()["event_id"].int & RANDOM_MASK for _ in range(3)])
+
+        reader, writer = os.pipe()
+        pid = os.fork()
+        if pid == 0:  # the forked worker sends its next event ids' random bits, then exits
+            try:
+                os.write(writer, next_random_parts().encode())
+            finally:
+                os._exit(0)
+        os.close(writer)
+        with os.fdopen(reader) as received:
+            forked = received.read()
+        os.waitpid(pid, 0)
+        assert forked.startswith("[")
+        assert forked != next_random_parts()  # this process's next ones
 
     def test_visit_build_stores_no_identifying_fields(self):
         visit = build("/", REMOTE_ADDR="203.0.113.9")

@@ -13,7 +13,9 @@
 from __future__ import annotations
 
 import atexit
+import functools
 import logging
+import operator
 import os
 import socket
 import threading
@@ -21,6 +23,7 @@ import time
 import uuid
 import weakref
 from collections import deque
+from collections.abc import Callable
 from datetime import datetime
 from typing import Protocol
 
@@ -29,7 +32,7 @@ import orjson
 import psycopg
 import redis
 from django.conf import settings
-from django.db import connections, transaction
+from django.db import connections, models, transaction
 from psycopg import pq
 
 from tracker.models import Visit
@@ -61,7 +64,10 @@ class DirectSink:
     of visits (never corrupt them); every other write keeps full durability. That insert also
     goes through a plain psycopg cursor with server-side parameters: Django's cursor wrapper and
     client-side quoting cost more than a third of the sink's time. Its statement is not named
-    (prepared), so a connection pooler in transaction mode is no problem.
+    (prepared), so a connection pooler in transaction mode is no problem. On SQLite, likewise,
+    the insert goes straight to the sqlite3 connection with the values converted as Django
+    stores them: Django's cursor and its fields' ``get_db_prep_save`` took a third of the
+    sink's CPU time there (timed in place: ~95 µs per visit, ~65 µs without them).
     """
 
     def __init__(self, *, using: str = "default", ignore_known_events: bool = False) -> None:
@@ -76,6 +82,10 @@ class DirectSink:
         self.insert_sql = f"INSERT INTO {table} ({columns}) VALUES ({placeholders}){on_conflict}"  # noqa: S608
         self.fast_commit_sql = None
         self.server_cursor = None
+        self.sqlite_insert_sql = None
+        if connection.vendor == "sqlite":
+            self.sqlite_insert_sql = self.insert_sql.replace("%s", "?")
+            self.sqlite_values = sqlite_converters(connection)
         if connection.vendor == "postgresql":
             from psycopg import Cursor
 
@@ -100,6 +110,15 @@ class DirectSink:
                     self.fast_commit_sql, [visit[field.attname] for field in VISIT_FIELDS]
                 )
             return
+        if self.sqlite_insert_sql is not None and not connection.in_atomic_block:
+            # Autocommit: sqlite3 commits the insert on its own.
+            connection.ensure_connection()
+            with connection.wrap_database_errors:
+                connection.connection.execute(
+                    self.sqlite_insert_sql,
+                    [convert(visit[name]) for name, convert in self.sqlite_values],
+                )
+            return
         params = [
             field.get_db_prep_save(visit[field.attname], connection) for field in VISIT_FIELDS
         ]
@@ -110,6 +129,29 @@ class DirectSink:
             return
         with connection.cursor() as cursor:
             cursor.execute(self.insert_sql, params)
+
+
+def sqlite_converters(connection) -> list[tuple[str, Callable[[object], object]]]:
+    """Return, per visit field, what turns its value into the one Django stores on SQLite.
+
+    The visit's values are already of their fields' types (UUID, aware datetime, cleaned str,
+    int), so only UUIDs (32 hex digits) and datetimes (naive text in the database's time zone)
+    need converting; any other kind of field goes through Django's own preparation.
+    """
+
+    def keep(value: object) -> object:
+        return value
+
+    def convert(field: models.Field) -> Callable[[object], object]:
+        if isinstance(field, models.UUIDField) and not connection.features.has_native_uuid_field:
+            return operator.attrgetter("hex")
+        if isinstance(field, models.DateTimeField):
+            return connection.ops.adapt_datetimefield_value
+        if isinstance(field, models.CharField | models.IntegerField):
+            return keep
+        return functools.partial(field.get_db_prep_save, connection=connection)
+
+    return [(field.attname, convert(field)) for field in VISIT_FIELDS]
 
 
 class DeferredSink:

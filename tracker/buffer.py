@@ -158,8 +158,9 @@ class DeferredSink:
     """What the sinks share that send a visit on a connection of their own and read the server's
     reply later: on two cores, waiting for the reply on every page view cost more than the write.
 
-    A visit is kept in memory until its reply confirms it, at most ``REPLIES_PER_READ`` of them;
-    the replies due are read all at once (or by ``flush``). A refused write or a broken
+    A visit is kept in memory until its reply confirms it, at most ``REPLIES_PER_READ`` of them
+    and at most ``READ_REPLIES_AFTER_SECONDS`` (see ``RedisSink`` for why); the replies due are
+    read all at once, before the next write (or by ``flush``). A refused write or a broken
     connection sends the unconfirmed visits to the fallback sink. While the server is
     unreachable, visits go straight to the fallback for ``RETRY_AFTER_SECONDS`` before the next
     attempt, so a dead server costs a page view no connection timeout. Subclasses send one visit
@@ -167,6 +168,8 @@ class DeferredSink:
     """
 
     REPLIES_PER_READ = 32
+    # Half the kernel's 200 ms ceiling on holding a corked socket's data.
+    READ_REPLIES_AFTER_SECONDS = 0.1
     RETRY_AFTER_SECONDS = 1.0
     connection_errors: tuple[type[Exception], ...] = ()
     # Logged at most once a minute, with the reason and the count of visits that fell back.
@@ -179,17 +182,24 @@ class DeferredSink:
         # Threaded servers share one middleware, hence one sink, between requests.
         self.lock = threading.Lock()
         self._retry_at = 0.0
+        self._first_unconfirmed_at = 0.0
         self._last_fallback_log = -FALLBACK_LOG_INTERVAL_SECONDS
         _open_sinks.add(self)
 
     def write(self, visit: dict) -> None:
         with self.lock:
-            if time.monotonic() < self._retry_at:
+            now = time.monotonic()
+            if now < self._retry_at:
                 self._fall_back([visit], reason="unreachable a moment ago")
                 return
             try:
-                if len(self.unconfirmed) >= self.REPLIES_PER_READ:
+                if self.unconfirmed and (
+                    len(self.unconfirmed) >= self.REPLIES_PER_READ
+                    or now - self._first_unconfirmed_at >= self.READ_REPLIES_AFTER_SECONDS
+                ):
                     self._read_replies()
+                if not self.unconfirmed:
+                    self._first_unconfirmed_at = now
                 self._send(visit)
                 self.unconfirmed.append(visit)
             except self.connection_errors as error:
@@ -366,6 +376,8 @@ REDIS_TIMEOUTS = {"socket_connect_timeout": 0.25, "socket_timeout": 0.5}
 # Linux's; macOS and Windows have none, and there the sink sends each XADD at once.
 TCP_CORK = getattr(socket, "TCP_CORK", None)
 TCP_FAMILIES = (socket.AF_INET, socket.AF_INET6)
+# Loopback's segments hold 32 KB here (TCP_MAXSEG), a network's ~1.4 KB.
+CORK_MIN_SEGMENT_BYTES = 16_384
 # The replies to 32 XADDs take ~1.3 KB; one read usually takes them all.
 REPLY_READ_BYTES = 65536
 
@@ -384,12 +396,16 @@ class RedisSink(DeferredSink):
     stream and went through the fallback as well is still stored once, since the drain's insert
     ignores known event ids.
 
-    The connection is corked (TCP_CORK): each XADD is handed to the kernel at once, but sent
-    with the others when their replies are read, or by the kernel at most 200 ms after the
-    first. Sent one by one on loopback, each cost the page view a trip through the TCP stack and
-    Redis a wake-up: measured here in place, the middleware took 33 µs per page view, corked
-    24 µs. The kernel owns the XADDs from the first moment: a killed worker's socket still
-    delivers them, only a crash of the machine itself can lose them, with Redis's own memory.
+    On loopback the connection is corked (TCP_CORK): each XADD is handed to the kernel at once,
+    but sent with the others when their replies are read. Sent one by one, each cost the page
+    view a trip through the TCP stack and Redis a wake-up: measured here in place, the
+    middleware took 33 µs per page view, corked 24 µs. The kernel owns the XADDs from the first
+    moment: a killed worker's socket still delivers them, only a crash of the machine itself
+    can lose them, with Redis's own memory. That holds only while no reply waits unread: a
+    socket closed with unread data sends a reset and drops what it still holds. The kernel
+    sends corked data on its own 200 ms after the first byte, and a full segment at once, and
+    Redis answers; so the replies are read once the oldest XADD is 0.1 s old, and before the
+    XADDs held would fill half a segment.
     """
 
     connection_errors = (redis.RedisError,)
@@ -403,6 +419,8 @@ class RedisSink(DeferredSink):
         self.connection = pool.make_connection()
         self.connection.register_connect_callback(self._on_connect)
         self.replies = hiredis.Reader()
+        self.cork_bytes = 0  # how much the corked connection may hold; 0 when not corked
+        self.held_bytes = 0
         self.stream = stream
         # XADD <stream> * visit <json> in the Redis protocol, all but the visit packed once.
         self.xadd_prefix = b"*5\r\n" + b"".join(
@@ -413,7 +431,10 @@ class RedisSink(DeferredSink):
     def _send(self, visit: dict) -> None:
         encoded = visit_to_json(visit)
         packed = b"%s$%d\r\n%s\r\n" % (self.xadd_prefix, len(encoded), encoded)
+        if self.cork_bytes and self.unconfirmed and self.held_bytes + len(packed) > self.cork_bytes:
+            self._read_replies()
         self.connection.send_packed_command([packed], check_health=False)
+        self.held_bytes += len(packed)
 
     def _read_replies(self) -> None:
         """Send the corked XADDs, then read all their replies and confirm each visit.
@@ -423,8 +444,10 @@ class RedisSink(DeferredSink):
         """
         sock = self.connection._sock
         try:
-            set_cork(sock, on=False)  # the kernel sends what it held
-            set_cork(sock, on=True)
+            if self.cork_bytes:
+                set_cork(sock, on=False)  # the kernel sends what it held
+                set_cork(sock, on=True)
+            self.held_bytes = 0
             while self.unconfirmed:
                 reply = self.replies.gets()
                 if reply is False:  # no whole reply buffered: read what Redis has sent
@@ -441,21 +464,37 @@ class RedisSink(DeferredSink):
             raise redis.ConnectionError(f"Error while talking to Redis: {error}") from error
 
     def _on_connect(self, connection: redis.Connection) -> None:
-        """Once redis-py's handshake (AUTH, SELECT...) is answered, cork the new connection and
-        start a fresh reader for its replies; redis-py keeps its socket in ``_sock``, with no
-        public accessor."""
-        set_cork(connection._sock, on=True)
+        """Once redis-py's handshake (AUTH, SELECT...) is answered, cork the new connection if
+        that pays and start a fresh reader for its replies; redis-py keeps its socket in
+        ``_sock``, with no public accessor."""
+        self.cork_bytes = cork_if_worthwhile(connection._sock)
+        self.held_bytes = 0
         self.replies = hiredis.Reader()
 
     def _disconnect(self) -> None:
         self.connection.disconnect()
 
 
-def set_cork(sock: socket.socket | None, *, on: bool) -> None:
-    """Hold (or release) a TCP socket's small writes in the kernel; other sockets (a Unix
-    socket, a platform without TCP_CORK) send each write at once, as before."""
-    if TCP_CORK is not None and sock is not None and sock.family in TCP_FAMILIES:
-        sock.setsockopt(socket.IPPROTO_TCP, TCP_CORK, int(on))
+def cork_if_worthwhile(sock: socket.socket | None) -> int:
+    """Cork a TCP connection with loopback-sized segments and return how many bytes it may hold
+    unsent (half a segment: the kernel sends a full one at once); 0 if it was left uncorked.
+
+    On loopback a send also runs the server's side of TCP and wakes it, and one segment holds a
+    whole batch of ordinary visits (~380 bytes each). Elsewhere (a Unix socket, a network's
+    1,500-byte segments, a platform without TCP_CORK) each write goes out at once.
+    """
+    if TCP_CORK is None or sock is None or sock.family not in TCP_FAMILIES:
+        return 0
+    segment = sock.getsockopt(socket.IPPROTO_TCP, socket.TCP_MAXSEG)
+    if segment < CORK_MIN_SEGMENT_BYTES:
+        return 0
+    set_cork(sock, on=True)
+    return segment // 2
+
+
+def set_cork(sock: socket.socket, *, on: bool) -> None:
+    """Hold (or release) a TCP socket's small writes in the kernel."""
+    sock.setsockopt(socket.IPPROTO_TCP, TCP_CORK, int(on))
 
 
 # Every sink of this process that defers confirmations, so that unconfirmed visits are settled

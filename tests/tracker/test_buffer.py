@@ -161,14 +161,16 @@ def wait_for_visits(count: int, *, seconds: float = 10.0) -> None:
         time.sleep(0.01)
 
 
-def write_and_get_killed(sink, *, visits: int) -> None:
+def write_and_get_killed(sink, *, visits: int, before=None, path_padding: str = "") -> None:
     """Fork a web worker that writes ``visits`` visits (paths /killed/N/) through the sink and
-    is SIGKILLed at once, before it reads any reply."""
+    is SIGKILLed at once, before it reads any reply; ``before`` runs in the worker first."""
     pid = os.fork()
     if pid == 0:
         try:
+            if before is not None:
+                before()
             for number in range(visits):
-                sink.write(a_visit(path=f"/killed/{number}/"))
+                sink.write(a_visit(path=f"/killed/{number}/{path_padding}"))
         finally:
             os.kill(os.getpid(), signal.SIGKILL)
     _, status = os.waitpid(pid, 0)
@@ -406,6 +408,33 @@ class RedisSinkPipelineTests:
         assert wait_for_stream_length(redis_url, redis_stream, 5) == 5
         assert drain_buffered_visits() == 5
         assert Visit.objects.filter(path__startswith="/killed/").count() == 5
+
+    def test_worker_killed_after_redis_answered_corked_xadds_loses_none(
+        self, redis_stream, redis_url
+    ):
+        """The kernel sends corked XADDs on its own after 200 ms and Redis answers them: a
+        socket closed with those replies unread resets the connection, dropping what it still
+        holds, unless the worker read them before corking more."""
+        sink = RedisSink(url=redis_url, stream=redis_stream, fallback=DirectSink())
+
+        def three_sent_by_the_kernel_and_answered():
+            for _ in range(3):
+                sink.write(a_visit())
+            wait_for_stream_length(redis_url, redis_stream, 3)
+            time.sleep(0.05)  # Redis's replies land in the worker's socket, unread
+
+        write_and_get_killed(sink, visits=5, before=three_sent_by_the_kernel_and_answered)
+        assert wait_for_stream_length(redis_url, redis_stream, 8) == 8
+
+    def test_worker_killed_after_corking_more_than_a_segment_loses_none(
+        self, redis_stream, redis_url
+    ):
+        """The kernel sends a full segment at once, corked or not, and Redis answers it."""
+        sink = RedisSink(url=redis_url, stream=redis_stream, fallback=DirectSink())
+        # 30 visits of ~1.5 KB: more than a loopback segment (32 KB) in all.
+        write_and_get_killed(sink, visits=30, path_padding="\u00e9" * 480)
+        assert wait_for_stream_length(redis_url, redis_stream, 30) == 30
+        assert drain_buffered_visits() == 30
 
     def test_drain_in_same_process_sees_unconfirmed_visits(self, redis_stream, redis_url):
         sink = RedisSink(url=redis_url, stream=redis_stream, fallback=DirectSink())

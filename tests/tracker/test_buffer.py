@@ -162,8 +162,8 @@ def wait_for_visits(count: int, *, seconds: float = 10.0) -> None:
 
 
 def write_and_get_killed(sink, *, visits: int, before=None, path_padding: str = "") -> None:
-    """Fork a web worker that writes ``visits`` visits (paths /killed/N/) through the sink and
-    is SIGKILLed at once, before it reads any reply; ``before`` runs in the worker first."""
+    """Fork a web worker that runs ``before`` (if given), then writes ``visits`` visits (paths
+    /killed/N/) through the sink and is SIGKILLed at once, before it reads their replies."""
     pid = os.fork()
     if pid == 0:
         try:

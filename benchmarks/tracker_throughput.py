@@ -1,8 +1,9 @@
 """What the tracker costs the site: the counter page with and without it, side by side.
 
-For each configuration two gunicorn servers (2 sync workers each, production settings, the same
-session engine and database) run at once, one with ``TRACKER_ENABLED=0``; ``wrk`` loads them in
-turn, alternating, on 127.0.0.1 as a returning visitor with an ordinary browser user agent.
+For each configuration and round, two fresh gunicorn servers (2 sync workers each, production
+settings, the same session engine and database) run at once, one with ``TRACKER_ENABLED=0``;
+``wrk`` loads them in turn, alternating, on 127.0.0.1 as a returning visitor with an ordinary
+browser user agent.
 The table gives the median over rounds of req/s, p50 and p99; the ratio tracker/no tracker and
 the added one-at-a-time p99 that the targets are checked on are medians of the per-round figures,
 since each round's two runs go back to back (rounds of the same code differ by 20% and more).
@@ -13,7 +14,7 @@ Environment: ``BENCH_SECONDS`` (per wrk run, default 10; half that for ``-c1``),
 (default 3), ``BENCH_CONNECTIONS`` (default 8), ``BENCH_CONFIGS`` (some of
 ``sqlite,postgres,redis``; all by default), ``BENCH_POSTGRES`` (server URL without a database,
 default ``postgres://postgres@127.0.0.1:5432``), ``BENCH_REDIS`` (default
-``redis://127.0.0.1:6379/12``).
+``redis://127.0.0.1:6379/12``), ``BENCH_CONTROL=1`` (an A/A run: neither side has the tracker).
 """
 
 from __future__ import annotations
@@ -51,6 +52,9 @@ BENCH_STREAM = "tracker:bench:visits"
 TARGETS = {"sqlite": 0.85, "postgres": 0.85, "redis": 0.95}
 CHOSEN = os.environ.get("BENCH_CONFIGS", ",".join(TARGETS)).split(",")
 ADDED_P99_TARGET_MS = 2.0
+# An A/A run: the "with tracker" side runs without it too, which shows how far apart two sides
+# of the same code come out on this machine today.
+CONTROL = os.environ.get("BENCH_CONTROL") == "1"
 
 
 @dataclass
@@ -264,18 +268,22 @@ def measure(configuration: Configuration) -> tuple[dict[bool, list[Run]], dict[b
     """Return the saturated runs and the one-connection runs, each per side."""
     runs: dict[bool, list[Run]] = {False: [], True: []}
     single: dict[bool, list[Run]] = {False: [], True: []}
-    with (
-        gunicorn(configuration.env, tracker=False) as plain,
-        gunicorn(configuration.env, tracker=True) as tracked,
-    ):
-        targets = {False: plain, True: tracked}
-        for tracker in (False, True):
-            wrk(*targets[tracker], seconds=2)  # warm-up: imports, connections, caches
-        for round_number in range(ROUNDS):
-            # The two saturated runs of a round are back to back, then the two one-connection
-            # runs in the opposite order (A B B A), and the first side alternates between
-            # rounds: the pairs compared see the machine as alike as it gets.
-            order = (False, True) if round_number % 2 == 0 else (True, False)
+    for round_number in range(ROUNDS):
+        # The two saturated runs of a round are back to back, then the two one-connection runs
+        # in the opposite order (A B B A), and the first side alternates between rounds: the
+        # pairs compared see the machine as alike as it gets. Each round starts a fresh pair of
+        # servers: two servers of the very same code kept a difference of up to 5% in req/s
+        # and in CPU per request through all their rounds, as big as what is measured here.
+        order = (False, True) if round_number % 2 == 0 else (True, False)
+        with contextlib.ExitStack() as servers:
+            targets = {
+                tracker: servers.enter_context(
+                    gunicorn(configuration.env, tracker=tracker and not CONTROL)
+                )
+                for tracker in order
+            }
+            for tracker in order:
+                wrk(*targets[tracker], seconds=2)  # warm-up: imports, connections, caches
             for tracker in order:
                 runs[tracker].append(wrk(*targets[tracker], seconds=SECONDS))
             for tracker in reversed(order):
@@ -307,8 +315,10 @@ def main() -> None:
     print(
         f"gunicorn 2 sync workers, wrk -t2 -c{CONNECTIONS}, {ROUNDS} alternating rounds of "
         f"{SECONDS}s per side (then {max(1, SECONDS // 2)}s of wrk -t1 -c1), the counter page "
-        "as a returning visitor; medians.\n"
+        "as a returning visitor, a fresh pair of servers each round; medians.\n"
     )
+    if CONTROL:
+        print("A/A control (BENCH_CONTROL=1): the 'with tracker' side runs without it too.\n")
     with tempfile.TemporaryDirectory(prefix="tracker-bench-") as temporary:
         var_dir = Path(temporary)
         rows = []

@@ -1,14 +1,22 @@
 """What the tracker costs the site: the counter page with and without it, side by side.
 
 For each configuration and round, two fresh gunicorn servers (2 sync workers each, production
-settings, the same session engine and database) run at once, one with ``TRACKER_ENABLED=0``;
-``wrk`` loads them in turn, alternating, on 127.0.0.1 as a returning visitor with an ordinary
-browser user agent.
+settings, the same session engine and database) run at once, one with ``TRACKER_ENABLED=0``,
+and two ``wrk`` load them both at the same time on 127.0.0.1, as a returning visitor with an
+ordinary browser user agent. Each side then gets an even share of the cores, so the ratio of
+their req/s is the ratio of what a page view costs with and without the tracker, measured under
+the very same conditions. Loaded in turn instead, two sides of the same code came out 0.59x to
+1.62x apart round by round (an A/A run, 10 rounds, 2026-12-03: standard deviation 0.33), loaded
+together 0.91x to 1.08x (0.05): on these virtual machines the speed of the cores drifts from
+second to second. One part of the tracker's cost is shared between the sides: the work the
+Redis or PostgreSQL server does for it runs on the cores both sides use (Redis: ~3 µs per
+XADD against ~2,400 µs of worker CPU per page view).
+
 The table gives the median over rounds of req/s, p50 and p99; the ratio tracker/no tracker and
-the added one-at-a-time p99 that the targets are checked on are medians of the per-round figures,
-since each round's two runs go back to back (rounds of the same code differ by 20% and more).
-wrk keeps both workers saturated, so its p99 is mostly time spent queueing; each round therefore
-also runs ``wrk -c1`` (one request at a time) for the latency a page view itself gains.
+the added one-at-a-time p99 that the targets are checked on are medians of the per-round figures.
+wrk keeps all workers saturated, so its p99 is mostly time spent queueing; each round therefore
+also runs ``wrk -c1`` (one request at a time) on each server in turn for the latency a page view
+itself gains.
 
 Environment: ``BENCH_SECONDS`` (per wrk run, default 10; half that for ``-c1``), ``BENCH_ROUNDS``
 (default 3), ``BENCH_CONNECTIONS`` (default 8), ``BENCH_CONFIGS`` (some of
@@ -63,8 +71,7 @@ class Run:
     p50_ms: float
     p99_ms: float
     errors: int
-    # CPU time the gunicorn workers spent per request: unlike req/s, it hardly moves when other
-    # processes compete for the machine's cores (database and Redis servers not included).
+    # CPU time the gunicorn workers spent per request (database and Redis servers not included).
     worker_cpu_ms: float = 0.0
 
 
@@ -194,7 +201,7 @@ def gunicorn(env: dict[str, str], *, tracker: bool):
         stderr=subprocess.DEVNULL,
     )
     try:
-        yield port, returning_visitor_cookie(port), process.pid
+        yield Server(port, returning_visitor_cookie(port), process.pid)
     finally:
         process.terminate()
         process.wait(timeout=30)
@@ -240,17 +247,45 @@ def workers_cpu_seconds(master_pid: int) -> float:
     return total / ticks
 
 
-def wrk(
-    port: int, cookie: str, master_pid: int, *, seconds: int, connections: int = CONNECTIONS
-) -> Run:
-    cpu_before = workers_cpu_seconds(master_pid)
-    result = subprocess.run(
-        ["wrk", f"-t{min(2, connections)}", f"-c{connections}", f"-d{seconds}s", "--latency",
-         "-H", f"Cookie: {cookie}", "-H", f"User-Agent: {BROWSER_UA}",
-         f"http://127.0.0.1:{port}/"],
-        check=True, capture_output=True, text=True,
-    )  # fmt: skip
-    output = result.stdout
+@dataclass
+class Server:
+    port: int
+    cookie: str  # a returning visitor's session
+    master_pid: int
+
+
+def wrk_command(server: Server, *, seconds: int, connections: int) -> list[str]:
+    return [
+        "wrk", "-t1", f"-c{connections}", f"-d{seconds}s", "--latency",
+        "-H", f"Cookie: {server.cookie}", "-H", f"User-Agent: {BROWSER_UA}",
+        f"http://127.0.0.1:{server.port}/",
+    ]  # fmt: skip
+
+
+def wrk_together(
+    servers: list[Server], *, seconds: int, connections: int = CONNECTIONS
+) -> list[Run]:
+    """Load every server at once, each with its own wrk, and return their runs in order."""
+    started = []
+    for server in servers:
+        cpu_before = workers_cpu_seconds(server.master_pid)
+        command = wrk_command(server, seconds=seconds, connections=connections)
+        started.append((subprocess.Popen(command, stdout=subprocess.PIPE, text=True), cpu_before))
+    runs = []
+    for server, (process, cpu_before) in zip(servers, started, strict=True):
+        output, _ = process.communicate()
+        if process.returncode:
+            raise subprocess.CalledProcessError(process.returncode, process.args, output)
+        runs.append(parsed_wrk(output, server, cpu_before))
+    return runs
+
+
+def wrk(server: Server, *, seconds: int, connections: int = CONNECTIONS) -> Run:
+    """Load one server alone."""
+    return wrk_together([server], seconds=seconds, connections=connections)[0]
+
+
+def parsed_wrk(output: str, server: Server, cpu_before: float) -> Run:
     rate = float(re.search(r"Requests/sec:\s+([\d.]+)", output).group(1))
     percentiles = {
         match.group(1): to_ms(match.group(2), match.group(3))
@@ -258,38 +293,31 @@ def wrk(
     }
     errors = re.search(r"Non-2xx or 3xx responses: (\d+)", output)
     requests = int(re.search(r"(\d+) requests in", output).group(1))
-    cpu_ms = (workers_cpu_seconds(master_pid) - cpu_before) * 1000 / max(requests, 1)
+    cpu_ms = (workers_cpu_seconds(server.master_pid) - cpu_before) * 1000 / max(requests, 1)
     return Run(
         rate, percentiles["50"], percentiles["99"], int(errors.group(1)) if errors else 0, cpu_ms
     )
 
 
 def measure(configuration: Configuration) -> tuple[dict[bool, list[Run]], dict[bool, list[Run]]]:
-    """Return the saturated runs and the one-connection runs, each per side."""
+    """Return the saturated runs (both sides at once) and the one-connection runs, per side."""
     runs: dict[bool, list[Run]] = {False: [], True: []}
     single: dict[bool, list[Run]] = {False: [], True: []}
     for round_number in range(ROUNDS):
-        # The two saturated runs of a round are back to back, then the two one-connection runs
-        # in the opposite order (A B B A), and the first side alternates between rounds: the
-        # pairs compared see the machine as alike as it gets. Each round starts a fresh pair of
-        # servers: two servers of the very same code kept a difference of up to 5% in req/s
-        # and in CPU per request through all their rounds, as big as what is measured here.
+        # Each round starts a fresh pair of servers: two servers of the very same code kept a
+        # difference of up to 5% in req/s and in CPU per request through all their rounds. The
+        # side started first alternates, and so does the order of the one-connection runs.
         order = (False, True) if round_number % 2 == 0 else (True, False)
-        with contextlib.ExitStack() as servers:
-            targets = {
-                tracker: servers.enter_context(
-                    gunicorn(configuration.env, tracker=tracker and not CONTROL)
-                )
+        with contextlib.ExitStack() as stack:
+            servers = [
+                stack.enter_context(gunicorn(configuration.env, tracker=tracker and not CONTROL))
                 for tracker in order
-            }
-            for tracker in order:
-                wrk(*targets[tracker], seconds=2)  # warm-up: imports, connections, caches
-            for tracker in order:
-                runs[tracker].append(wrk(*targets[tracker], seconds=SECONDS))
-            for tracker in reversed(order):
-                single[tracker].append(
-                    wrk(*targets[tracker], seconds=max(1, SECONDS // 2), connections=1)
-                )
+            ]
+            wrk_together(servers, seconds=2)  # warm-up: imports, connections, caches
+            for tracker, run in zip(order, wrk_together(servers, seconds=SECONDS), strict=True):
+                runs[tracker].append(run)
+            for tracker, server in zip(order, servers, strict=True):
+                single[tracker].append(wrk(server, seconds=max(1, SECONDS // 2), connections=1))
     return runs, single
 
 
@@ -313,9 +341,10 @@ def main() -> None:
         print("wrk is not installed: apt-get install wrk (Debian) — the tracker benchmark needs it")
         return
     print(
-        f"gunicorn 2 sync workers, wrk -t2 -c{CONNECTIONS}, {ROUNDS} alternating rounds of "
-        f"{SECONDS}s per side (then {max(1, SECONDS // 2)}s of wrk -t1 -c1), the counter page "
-        "as a returning visitor, a fresh pair of servers each round; medians.\n"
+        f"gunicorn 2 sync workers per server, {ROUNDS} rounds, each with a fresh pair of servers "
+        f"loaded at once for {SECONDS}s (a wrk -t1 -c{CONNECTIONS} each), then each alone for "
+        f"{max(1, SECONDS // 2)}s of wrk -t1 -c1; the counter page as a returning visitor; "
+        "medians.\n"
     )
     if CONTROL:
         print("A/A control (BENCH_CONTROL=1): the 'with tracker' side runs without it too.\n")
@@ -339,9 +368,10 @@ def main() -> None:
 
 def print_table(rows: list) -> None:
     header = (
-        "| configuration | without tracker req/s | p50 / p99 ms | with tracker req/s "
+        "| configuration | without tracker req/s (both sides at once) | p50 / p99 ms "
+        "| with tracker req/s "
         "| p50 / p99 ms | ratio, median of the rounds' (target) | ratio of the medians "
-        "| added p99 ms | one at a time: p50 / p99 ms without → with "
+        "| added p99 ms, saturated | one at a time: p50 / p99 ms without → with "
         "| added p99 ms, one at a time, median of the rounds' (target <= 2) "
         "| worker CPU ms/req without / with | visits recorded | errors |"
     )

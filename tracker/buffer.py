@@ -159,12 +159,14 @@ class DeferredSink:
     reply later: on two cores, waiting for the reply on every page view cost more than the write.
 
     A visit is kept in memory until its reply confirms it, at most ``REPLIES_PER_READ`` of them
-    and at most ``READ_REPLIES_AFTER_SECONDS`` (see ``RedisSink`` for why); the replies due are
-    read all at once, before the next write (or by ``flush``). A refused write or a broken
+    and at most ``READ_REPLIES_AFTER_SECONDS`` (see ``RedisSink`` for why). Once they are due,
+    the visits held back are released (``_release``) and their replies read all at once by the
+    next write (or by ``flush``), by when they have arrived. A refused write or a broken
     connection sends the unconfirmed visits to the fallback sink. While the server is
     unreachable, visits go straight to the fallback for ``RETRY_AFTER_SECONDS`` before the next
     attempt, so a dead server costs a page view no connection timeout. Subclasses send one visit
-    (``_send``), read the replies due (``_read_replies``) and drop the connection (``_disconnect``).
+    (``_send``), read the replies due (``_read_replies``) and drop the connection (``_disconnect``);
+    a sink that holds its writes back also releases them (``_release``).
     """
 
     REPLIES_PER_READ = 32
@@ -183,6 +185,7 @@ class DeferredSink:
         self.lock = threading.Lock()
         self._retry_at = 0.0
         self._first_unconfirmed_at = 0.0
+        self._released = False  # the unconfirmed visits are all sent, their replies coming
         self._last_fallback_log = -FALLBACK_LOG_INTERVAL_SECONDS
         _open_sinks.add(self)
 
@@ -193,17 +196,29 @@ class DeferredSink:
                 self._fall_back([visit], reason="unreachable a moment ago")
                 return
             try:
-                if self.unconfirmed and (
-                    len(self.unconfirmed) >= self.REPLIES_PER_READ
-                    or now - self._first_unconfirmed_at >= self.READ_REPLIES_AFTER_SECONDS
-                ):
-                    self._read_replies()
+                if self.unconfirmed and (self._released or self._replies_due(now)):
+                    self._settle()
                 if not self.unconfirmed:
                     self._first_unconfirmed_at = now
                 self._send(visit)
                 self.unconfirmed.append(visit)
+                if self._replies_due(now):
+                    # Their replies are read by the next write, by when they have arrived: a
+                    # sync worker waiting for them here would serve nothing meanwhile.
+                    self._release()
+                    self._released = True
             except self.connection_errors as error:
                 self._lose_connection(error, also=visit)
+
+    def _replies_due(self, now: float) -> bool:
+        return (
+            len(self.unconfirmed) >= self.REPLIES_PER_READ
+            or now - self._first_unconfirmed_at >= self.READ_REPLIES_AFTER_SECONDS
+        )
+
+    def _settle(self) -> None:
+        self._read_replies()
+        self._released = False
 
     def flush(self) -> None:
         """Wait for the reply to every visit sent: afterwards each one is stored, here or
@@ -212,7 +227,7 @@ class DeferredSink:
             if not self.unconfirmed:
                 return
             try:
-                self._read_replies()
+                self._settle()
             except self.connection_errors as error:
                 self._lose_connection(error)
 
@@ -223,6 +238,9 @@ class DeferredSink:
 
     def _send(self, visit: dict) -> None:
         raise NotImplementedError
+
+    def _release(self) -> None:
+        """Make sure every visit sent is on its way to the server (a sink holding writes back)."""
 
     def _read_replies(self) -> None:
         raise NotImplementedError
@@ -236,6 +254,7 @@ class DeferredSink:
         self._retry_at = time.monotonic() + self.RETRY_AFTER_SECONDS
         unconfirmed = [*self.unconfirmed, *([also] if also else [])]
         self.unconfirmed.clear()
+        self._released = False
         self._fall_back(unconfirmed, reason=str(error))
 
     def _fall_back(self, visits: list[dict], *, reason: str) -> None:
@@ -397,15 +416,16 @@ class RedisSink(DeferredSink):
     ignores known event ids.
 
     On loopback the connection is corked (TCP_CORK): each XADD is handed to the kernel at once,
-    but sent with the others when their replies are read. Sent one by one, each cost the page
+    but sent with the others when they are released. Sent one by one, each cost the page
     view a trip through the TCP stack and Redis a wake-up: measured here in place, the
     middleware took 33 µs per page view, corked 24 µs. The kernel owns the XADDs from the first
     moment: a killed worker's socket still delivers them, only a crash of the machine itself
     can lose them, with Redis's own memory. That holds only while no reply waits unread: a
     socket closed with unread data sends a reset and drops what it still holds. The kernel
     sends corked data on its own 200 ms after the first byte, and a full segment at once, and
-    Redis answers; so the replies are read once the oldest XADD is 0.1 s old, and before the
-    XADDs held would fill half a segment.
+    Redis answers; so the XADDs are released once the oldest is 0.1 s old (or 32 of them) and
+    their replies read by the next write, before it corks another; and the replies are read at
+    once before the XADDs held would fill half a segment.
     """
 
     connection_errors = (redis.RedisError,)
@@ -433,21 +453,32 @@ class RedisSink(DeferredSink):
         packed = b"%s$%d\r\n%s\r\n" % (self.xadd_prefix, len(encoded), encoded)
         if self.cork_bytes and self.unconfirmed and self.held_bytes + len(packed) > self.cork_bytes:
             self._read_replies()
-        self.connection.send_packed_command([packed], check_health=False)
-        self.held_bytes += len(packed)
+        if self.connection._sock is None:
+            self.connection.connect_check_health(check_health=False)
+        send_all(self.connection._sock, packed)
+        if self.cork_bytes:
+            self.held_bytes += len(packed)
+
+    def _release(self) -> None:
+        """Send the corked XADDs: the kernel holds them until then."""
+        if self.held_bytes:
+            sock = self.connection._sock
+            try:
+                set_cork(sock, on=False)
+                set_cork(sock, on=True)
+            except OSError as error:
+                raise redis.ConnectionError(f"Error while talking to Redis: {error}") from error
+            self.held_bytes = 0
 
     def _read_replies(self) -> None:
-        """Send the corked XADDs, then read all their replies and confirm each visit.
+        """Send any XADDs still corked, then read all their replies and confirm each visit.
 
         The replies go through a hiredis reader of the sink's own, fed straight from the socket:
         redis-py's ``read_response`` took 4 µs a reply here, most of it per-call bookkeeping.
         """
+        self._release()
         sock = self.connection._sock
         try:
-            if self.cork_bytes:
-                set_cork(sock, on=False)  # the kernel sends what it held
-                set_cork(sock, on=True)
-            self.held_bytes = 0
             while self.unconfirmed:
                 reply = self.replies.gets()
                 if reply is False:  # no whole reply buffered: read what Redis has sent
@@ -473,6 +504,24 @@ class RedisSink(DeferredSink):
 
     def _disconnect(self) -> None:
         self.connection.disconnect()
+
+
+def send_all(sock: socket.socket, data: bytes) -> None:
+    """Send data on a socket that has a timeout, in one system call where the kernel takes it all.
+
+    ``socket.sendall`` polls such a socket before each send; ``os.write`` on its descriptor
+    (non-blocking, as Python keeps it) does not. Only what the kernel refuses goes through
+    ``sendall``, which waits for room within the socket's timeout.
+    """
+    try:
+        try:
+            sent = os.write(sock.fileno(), data)
+        except BlockingIOError:
+            sent = 0
+        if sent < len(data):
+            sock.sendall(memoryview(data)[sent:])
+    except OSError as error:
+        raise redis.ConnectionError(f"Error while writing to Redis: {error}") from error
 
 
 def cork_if_worthwhile(sock: socket.socket | None) -> int:

@@ -400,6 +400,37 @@ class RedisSinkPipelineTests:
         assert len(sink.unconfirmed) == 3
         assert wait_for_stream_length(redis_url, redis_stream, 3) == 3
 
+    def test_a_full_batch_is_sent_at_once_and_confirmed_by_the_next_write(
+        self, redis_stream, redis_url
+    ):
+        sink = RedisSink(url=redis_url, stream=redis_stream, fallback=DirectSink())
+        batch = RedisSink.REPLIES_PER_READ
+        for _ in range(batch):
+            sink.write(a_visit())
+        assert len(sink.unconfirmed) == batch  # sent, replies not read yet
+        admin = redis_client(redis_url)
+        # Well before the kernel's 200 ms: the batch was released, not left to the timer.
+        assert admin.xlen(redis_stream) == batch
+        sink.write(a_visit())
+        assert len(sink.unconfirmed) == 1
+        assert sink.fallback_count == 0
+
+    def test_worker_killed_after_a_released_batch_and_more_writes_loses_none(
+        self, redis_stream, redis_url
+    ):
+        """A batch released, its replies arrived unread, then more XADDs corked and SIGKILL."""
+        sink = RedisSink(url=redis_url, stream=redis_stream, fallback=DirectSink())
+        batch = RedisSink.REPLIES_PER_READ
+
+        def one_batch_released_and_answered():
+            for _ in range(batch):
+                sink.write(a_visit())
+            wait_for_stream_length(redis_url, redis_stream, batch)
+            time.sleep(0.05)  # Redis's replies land in the worker's socket, unread
+
+        write_and_get_killed(sink, visits=5, before=one_batch_released_and_answered)
+        assert wait_for_stream_length(redis_url, redis_stream, batch + 5) == batch + 5
+
     def test_worker_killed_with_corked_xadds_loses_none(self, redis_stream, redis_url):
         """The XADDs a worker handed to the kernel reach Redis after SIGKILL."""
         write_and_get_killed(

@@ -38,13 +38,13 @@ from benchmarks.tracker_throughput import (
     BROWSER_UA,
     CHOSEN,
     ROOT,
-    ROUNDS,
     TARGETS,
     configurations,
     prepared,
 )
 
 REQUESTS = int(os.environ.get("BENCH_COST_REQUESTS", "3000"))
+ROUNDS = int(os.environ.get("BENCH_ROUNDS", "5"))
 WARM_UP = int(os.environ.get("BENCH_COST_WARM_UP", "300"))
 PARTS = ("app", "database", "redis")
 COUNTER = os.environ.get("BENCH_COST_COUNTER", "cpu")

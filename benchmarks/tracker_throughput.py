@@ -1,16 +1,17 @@
 """What the tracker costs the site: the counter page with and without it, side by side.
 
 For each configuration and round, two fresh gunicorn servers (2 sync workers each, production
-settings, the same session engine and database) run at once, one with ``TRACKER_ENABLED=0``,
-and two ``wrk`` load them both at the same time on 127.0.0.1, as a returning visitor with an
-ordinary browser user agent. Each side then gets an even share of the cores, so the ratio of
-their req/s is the ratio of what a page view costs with and without the tracker, measured under
-the very same conditions. Loaded in turn instead, two sides of the same code came out 0.59x to
-1.62x apart round by round (an A/A run, 10 rounds, 2026-12-03: standard deviation 0.33), loaded
-together 0.91x to 1.08x (0.05): on these virtual machines the speed of the cores drifts from
-second to second. One part of the tracker's cost is shared between the sides: the work the
-Redis or PostgreSQL server does for it runs on the cores both sides use (Redis: ~3 µs per
-XADD against ~2,400 µs of worker CPU per page view).
+settings, the same session engine and database; each server's workers pinned to different
+cores) run at once, one with ``TRACKER_ENABLED=0``, and two ``wrk`` load them both at the same
+time on 127.0.0.1, as a returning visitor with an ordinary browser user agent. Each side then
+gets an even share of the cores, so the ratio of their req/s is the ratio of what a page view
+costs with and without the tracker, measured under the very same conditions. Loaded in turn
+instead, two sides of the same code came out 0.59x to 1.62x apart round by round (an A/A run,
+10 rounds, 2026-12-03: standard deviation 0.33), loaded together 0.91x to 1.08x (0.05): on these
+virtual machines the speed of the cores drifts from second to second. One part of the
+tracker's cost is shared between the sides: the work the Redis or PostgreSQL server does for
+it runs on the cores both sides use (Redis: ~3 µs per XADD; PostgreSQL: ~90 µs per pipelined
+insert; both against ~2,500 µs of worker CPU per page view).
 
 The table gives the median over rounds of req/s, p50 and p99; the ratio tracker/no tracker and
 the added one-at-a-time p99 that the targets are checked on are medians of the per-round figures.
@@ -18,8 +19,9 @@ wrk keeps all workers saturated, so its p99 is mostly time spent queueing; each 
 also runs ``wrk -c1`` (one request at a time) on each server in turn for the latency a page view
 itself gains.
 
-Environment: ``BENCH_SECONDS`` (per wrk run, default 10; half that for ``-c1``), ``BENCH_ROUNDS``
-(default 3), ``BENCH_CONNECTIONS`` (default 8), ``BENCH_CONFIGS`` (some of
+Environment: ``BENCH_SECONDS`` (per wrk run, default 6; half that for ``-c1``), ``BENCH_ROUNDS``
+(default 25, about 7 minutes per configuration: with rounds 5% apart, fewer cannot tell a 5%
+target from its noise), ``BENCH_CONNECTIONS`` (default 8), ``BENCH_CONFIGS`` (some of
 ``sqlite,postgres,redis``; all by default), ``BENCH_POSTGRES`` (server URL without a database,
 default ``postgres://postgres@127.0.0.1:5432``), ``BENCH_REDIS`` (default
 ``redis://127.0.0.1:6379/12``), ``BENCH_CONTROL=1`` (an A/A run: neither side has the tracker).
@@ -50,8 +52,8 @@ BROWSER_UA = (
     "Mozilla/5.0 (X11; Linux x86_64) AppleWebKit/537.36 (KHTML, like Gecko) "
     "Chrome/126.0.0.0 Safari/537.36"
 )
-SECONDS = int(os.environ.get("BENCH_SECONDS", "10"))
-ROUNDS = int(os.environ.get("BENCH_ROUNDS", "3"))
+SECONDS = int(os.environ.get("BENCH_SECONDS", "6"))
+ROUNDS = int(os.environ.get("BENCH_ROUNDS", "25"))
 CONNECTIONS = int(os.environ.get("BENCH_CONNECTIONS", "8"))
 POSTGRES = os.environ.get("BENCH_POSTGRES", "postgres://postgres@127.0.0.1:5432")
 REDIS = os.environ.get("BENCH_REDIS", "redis://127.0.0.1:6379/12")
@@ -201,10 +203,37 @@ def gunicorn(env: dict[str, str], *, tracker: bool):
         stderr=subprocess.DEVNULL,
     )
     try:
-        yield Server(port, returning_visitor_cookie(port), process.pid)
+        cookie = returning_visitor_cookie(port)
+        spread_workers_over_cores(process.pid)
+        yield Server(port, cookie, process.pid)
     finally:
         process.terminate()
         process.wait(timeout=30)
+
+
+def spread_workers_over_cores(master_pid: int, workers: int = 2) -> None:
+    """Pin the server's first worker to the first core, the second to the next, and so on.
+
+    Left to the scheduler, two servers loaded at once came out up to 9% apart in a round even
+    with the same code (A/A, 25 rounds: standard deviation ~0.06); with each server's workers
+    on different cores, as the two servers' are alike, 0.023 (16 rounds).
+    """
+    deadline = time.monotonic() + 30
+    while len(pids := worker_pids(master_pid)) < workers:
+        if time.monotonic() > deadline:
+            raise RuntimeError(f"gunicorn started {len(pids)} of {workers} workers")
+        time.sleep(0.1)
+    cores = sorted(os.sched_getaffinity(0))
+    for number, pid in enumerate(sorted(pids)):
+        os.sched_setaffinity(pid, {cores[number % len(cores)]})
+
+
+def worker_pids(master_pid: int) -> list[int]:
+    return [
+        int(pid)
+        for children in Path(f"/proc/{master_pid}/task").glob("*/children")
+        for pid in children.read_text().split()
+    ]
 
 
 def returning_visitor_cookie(port: int) -> str:
@@ -239,11 +268,10 @@ def workers_cpu_seconds(master_pid: int) -> float:
     """User + system CPU seconds of the gunicorn master's worker processes (Linux /proc)."""
     ticks = os.sysconf("SC_CLK_TCK")
     total = 0
-    for children in Path(f"/proc/{master_pid}/task").glob("*/children"):
-        for pid in children.read_text().split():
-            with contextlib.suppress(OSError):
-                fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-                total += int(fields[11]) + int(fields[12])
+    for pid in worker_pids(master_pid):
+        with contextlib.suppress(OSError):
+            fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+            total += int(fields[11]) + int(fields[12])
     return total / ticks
 
 
@@ -388,6 +416,8 @@ def print_table(rows: list) -> None:
         target = TARGETS[configuration.key]
         verdict = "met" if ratio >= target else "NOT met"
         p99_verdict = "met" if added_single_p99 <= ADDED_P99_TARGET_MS else "NOT met"
+        if CONTROL:  # neither side has the tracker: the figures show noise, not a verdict
+            verdict = p99_verdict = "A/A, no verdict"
         errors = sum(run.errors for run in plain + tracked + single[False] + single[True])
         print(
             f"| {configuration.label} "

@@ -55,6 +55,7 @@ BROWSER_UA = (
 SECONDS = int(os.environ.get("BENCH_SECONDS", "6"))
 ROUNDS = int(os.environ.get("BENCH_ROUNDS", "25"))
 CONNECTIONS = int(os.environ.get("BENCH_CONNECTIONS", "8"))
+WORKERS = 2  # gunicorn sync workers per server
 POSTGRES = os.environ.get("BENCH_POSTGRES", "postgres://postgres@127.0.0.1:5432")
 REDIS = os.environ.get("BENCH_REDIS", "redis://127.0.0.1:6379/12")
 BENCH_DB = "tracker_bench"
@@ -196,7 +197,7 @@ def clean_redis() -> None:
 def gunicorn(env: dict[str, str], *, tracker: bool):
     port = free_port()
     process = subprocess.Popen(
-        [GUNICORN, "analytics_site.wsgi", "--bind", f"127.0.0.1:{port}", "--workers", "2"],
+        [GUNICORN, "analytics_site.wsgi", "--bind", f"127.0.0.1:{port}", "--workers", str(WORKERS)],
         cwd=ROOT,
         env={**env, "TRACKER_ENABLED": "1" if tracker else "0"},
         stdout=subprocess.DEVNULL,
@@ -211,7 +212,7 @@ def gunicorn(env: dict[str, str], *, tracker: bool):
         process.wait(timeout=30)
 
 
-def spread_workers_over_cores(master_pid: int, workers: int = 2) -> None:
+def spread_workers_over_cores(master_pid: int) -> None:
     """Pin the server's first worker to the first core, the second to the next, and so on.
 
     Left to the scheduler, two servers loaded at once came out up to 9% apart in a round even
@@ -219,9 +220,9 @@ def spread_workers_over_cores(master_pid: int, workers: int = 2) -> None:
     on different cores, as the two servers' are alike, 0.023 (16 rounds).
     """
     deadline = time.monotonic() + 30
-    while len(pids := worker_pids(master_pid)) < workers:
+    while len(pids := worker_pids(master_pid)) < WORKERS:
         if time.monotonic() > deadline:
-            raise RuntimeError(f"gunicorn started {len(pids)} of {workers} workers")
+            raise RuntimeError(f"gunicorn started {len(pids)} of {WORKERS} workers")
         time.sleep(0.1)
     cores = sorted(os.sched_getaffinity(0))
     for number, pid in enumerate(sorted(pids)):
@@ -369,10 +370,10 @@ def main() -> None:
         print("wrk is not installed: apt-get install wrk (Debian) — the tracker benchmark needs it")
         return
     print(
-        f"gunicorn 2 sync workers per server, {ROUNDS} rounds, each with a fresh pair of servers "
-        f"loaded at once for {SECONDS}s (a wrk -t1 -c{CONNECTIONS} each), then each alone for "
-        f"{max(1, SECONDS // 2)}s of wrk -t1 -c1; the counter page as a returning visitor; "
-        "medians.\n"
+        f"gunicorn {WORKERS} sync workers per server, {ROUNDS} rounds, each with a fresh pair "
+        f"of servers loaded at once for {SECONDS}s (a wrk -t1 -c{CONNECTIONS} each), then each "
+        f"alone for {max(1, SECONDS // 2)}s of wrk -t1 -c1; the counter page as a returning "
+        "visitor; medians.\n"
     )
     if CONTROL:
         print("A/A control (BENCH_CONTROL=1): the 'with tracker' side runs without it too.\n")

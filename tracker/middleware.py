@@ -15,10 +15,8 @@ from tracker.classify import (
     PathExclusion,
     UserAgentClass,
     classify_user_agent,
+    is_excluded_by_headers,
     is_html,
-    is_htmx_partial,
-    is_speculative,
-    opted_out,
 )
 from tracker.recording import visit_record
 
@@ -71,16 +69,13 @@ class VisitTrackingMiddleware:
         self, request: HttpRequest, response: HttpResponse, agent: UserAgentClass
     ) -> bool:
         """Return True for a human's GET (or boosted htmx navigation) answered with a page."""
-        meta = request.META
         return (
             request.method == "GET"
             and not agent.is_bot
             and hasattr(request, "session")
             and not (300 <= response.status_code < 400 or response.status_code < 200)
             and is_html(response.get("Content-Type", ""))
-            and not (self.respect_dnt and opted_out(meta))
-            and not is_speculative(meta)
-            and not is_htmx_partial(meta)
+            and not is_excluded_by_headers(request.META, respect_dnt=self.respect_dnt)
             and not self.path_exclusion.excludes(request.path)
         )
 

@@ -8,6 +8,7 @@ from tracker.classify import (
     PathExclusion,
     _classify_cached,
     classify_user_agent,
+    is_excluded_by_headers,
     is_html,
     is_htmx_partial,
     is_speculative,
@@ -95,6 +96,26 @@ class HeaderTests:
     )
     def test_is_htmx_partial_boosted_is_navigation(self, meta, expected):
         assert is_htmx_partial(meta) is expected
+
+    @pytest.mark.parametrize(
+        ("meta", "respect_dnt", "expected"),
+        [
+            ({"HTTP_DNT": "1"}, True, True),
+            ({"HTTP_DNT": "1"}, False, False),
+            ({"HTTP_SEC_GPC": "1"}, True, True),
+            ({"HTTP_DNT": "0"}, True, False),
+            ({"HTTP_SEC_PURPOSE": "prefetch"}, False, True),
+            ({"HTTP_PURPOSE": "prefetch"}, True, True),
+            ({"HTTP_X_PURPOSE": "preview"}, True, True),
+            ({"HTTP_X_MOZ": "prefetch"}, True, True),
+            ({"HTTP_HX_REQUEST": "true"}, True, True),
+            ({"HTTP_HX_REQUEST": "true", "HTTP_HX_BOOSTED": "true"}, True, False),
+            ({"HTTP_ACCEPT": "text/html", "HTTP_USER_AGENT": "Mozilla/5.0"}, True, False),
+            ({}, True, False),
+        ],
+    )
+    def test_is_excluded_by_headers_each_reason(self, meta, respect_dnt, expected):
+        assert is_excluded_by_headers(meta, respect_dnt=respect_dnt) is expected
 
     @pytest.mark.parametrize(
         ("content_type", "expected"),

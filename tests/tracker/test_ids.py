@@ -1,11 +1,12 @@
 from __future__ import annotations
 
+import pickle
 import uuid
 from datetime import UTC, datetime, timedelta
 
 import pytest
 
-from tracker.ids import uuid7, uuid7_int, uuid7_time
+from tracker.ids import uuid7, uuid7_int, uuid7_time, uuid_from_int
 
 MOMENT = datetime(2026, 5, 1, 12, 30, 15, 123456, tzinfo=UTC)
 
@@ -53,3 +54,20 @@ class Uuid7Tests:
             uuid7(at=datetime(2026, 5, 1))
         with pytest.raises(ValueError, match="1970"):
             uuid7(at=datetime(1969, 12, 31, tzinfo=UTC))
+
+
+class UuidFromIntTests:
+    @pytest.mark.parametrize("value", [0, 1, uuid.uuid4().int, (1 << 128) - 1])
+    def test_uuid_from_int_same_as_uuid_of_int(self, value):
+        made, expected = uuid_from_int(value), uuid.UUID(int=value)
+        assert (made, str(made), hash(made), made.is_safe) == (
+            expected,
+            str(expected),
+            hash(expected),
+            expected.is_safe,
+        )
+        assert pickle.loads(pickle.dumps(made)) == expected  # noqa: S301 (its own bytes)
+
+    def test_uuid_from_int_immutable(self):
+        with pytest.raises(TypeError):
+            uuid_from_int(1).int = 2

@@ -46,6 +46,11 @@ class CleanTextTests:
     def test_clean_text_replaces_nul_and_surrogates(self):
         assert clean_text("a\x00b\ud800c", max_length=10) == "a\ufffdb?c"
 
+    @given(st.text(st.characters(max_codepoint=127)), st.integers(min_value=1, max_value=60))
+    def test_clean_text_ascii_keeps_printable_replaces_controls(self, value, max_length):
+        expected = "".join(char if char.isprintable() else "\ufffd" for char in value)
+        assert clean_text(value, max_length=max_length) == expected[:max_length]
+
 
 class ReferrerHostTests:
     @pytest.mark.parametrize(
@@ -75,6 +80,15 @@ class TrackingIdTests:
         first = tracking_id_for(session)
         assert session[TRACKING_ID_SESSION_KEY] == str(first)
         assert tracking_id_for(session) == first
+
+    @pytest.mark.parametrize("form", [str, lambda value: str(value).upper(), lambda v: v.hex])
+    def test_tracking_id_read_back_from_any_uuid_text(self, form):
+        tracking_id = uuid.uuid4()
+        session = SessionStore()
+        session[TRACKING_ID_SESSION_KEY] = form(tracking_id)
+        kept = tracking_id_for(session)
+        assert (kept, str(kept), hash(kept)) == (tracking_id, str(tracking_id), hash(tracking_id))
+        assert session[TRACKING_ID_SESSION_KEY] == form(tracking_id)
 
     def test_tracking_id_invalid_value_replaced(self):
         session = SessionStore()

@@ -14,7 +14,7 @@ it runs on the cores both sides use (Redis: ~3 µs per XADD; PostgreSQL: ~90 µs
 insert; both against ~2,500 µs of worker CPU per page view).
 
 The table gives the median over rounds of req/s, p50 and p99. The side started first alternates
-from round to round, and it matters: the server started second came out 2-4% faster, whatever
+from round to round, and it matters: the server started second came out 2-6% faster, whatever
 its code (an A/A-like run with a tracker that does nothing, 15 rounds, 2026-12-04: 1.02x in the
 rounds where the side without the tracker started first, 0.98x in the others). So the ratio
 tracker/no tracker that the target is checked on is the median over pairs of consecutive

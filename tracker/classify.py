@@ -103,9 +103,13 @@ def classify_user_agent(user_agent: str) -> UserAgentClass:
     return _classify_cached(user_agent[:USER_AGENT_MAX_LENGTH])
 
 
+OPT_OUT_HEADERS = ("HTTP_DNT", "HTTP_SEC_GPC")
+HTMX_REQUEST_HEADER = "HTTP_HX_REQUEST"
+
+
 def opted_out(meta: Mapping[str, str]) -> bool:
     """Return True if the browser asks not to be tracked (``DNT: 1`` or ``Sec-GPC: 1``)."""
-    return meta.get("HTTP_DNT", "").strip() == "1" or meta.get("HTTP_SEC_GPC", "").strip() == "1"
+    return any(meta.get(header, "").strip() == "1" for header in OPT_OUT_HEADERS)
 
 
 SPECULATION_HEADERS = ("HTTP_SEC_PURPOSE", "HTTP_PURPOSE", "HTTP_X_PURPOSE", "HTTP_X_MOZ")
@@ -123,11 +127,11 @@ def is_speculative(meta: Mapping[str, str]) -> bool:
 
 def is_htmx_partial(meta: Mapping[str, str]) -> bool:
     """Return True for an htmx request that swaps part of a page rather than navigating."""
-    return meta.get("HTTP_HX_REQUEST") == "true" and meta.get("HTTP_HX_BOOSTED") != "true"
+    return meta.get(HTMX_REQUEST_HEADER) == "true" and meta.get("HTTP_HX_BOOSTED") != "true"
 
 
 # The headers that can keep a page view from being recorded; most requests send none of them.
-EXCLUDING_HEADERS = frozenset({"HTTP_DNT", "HTTP_SEC_GPC", "HTTP_HX_REQUEST", *SPECULATION_HEADERS})
+EXCLUDING_HEADERS = frozenset({*OPT_OUT_HEADERS, HTMX_REQUEST_HEADER, *SPECULATION_HEADERS})
 
 
 def is_excluded_by_headers(meta: Mapping[str, str], *, respect_dnt: bool) -> bool:

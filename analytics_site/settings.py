@@ -222,6 +222,9 @@ if not DEBUG:
 TRACKER_RESPECT_DNT = env_bool("TRACKER_RESPECT_DNT", True)
 TRACKER_RAW_RETENTION_DAYS = env_int("TRACKER_RAW_RETENTION_DAYS", 30)
 TRACKER_EXCLUDE_PATHS = env_list("TRACKER_EXCLUDE_PATHS", [])
+# A visit ends after this many seconds without a page view (30 minutes, as in every analytics
+# product people compare us with).
+TRACKER_VISIT_TIMEOUT = env_int("TRACKER_VISIT_TIMEOUT", 1800)
 TRACKER_SINK = "redis" if REDIS_URL else "direct"
 TRACKER_REDIS_STREAM = os.environ.get("TRACKER_REDIS_STREAM", "tracker:visits")
 # TRACKER_ENABLED=0 removes the middleware: `make bench` compares the same app with and without.

@@ -38,7 +38,7 @@ REQUESTS = int(os.environ.get("BENCH_DASHBOARD_REQUESTS", "40"))
 REUSE = os.environ.get("BENCH_DASHBOARD_REUSE") == "1"
 WARMUP = 3
 DAYS = 30
-VISITS_PER_SESSION = 2.8  # what generate_traffic draws on average; the real count is measured
+VISITS_PER_SESSION = 4.56  # what generate_traffic draws on average; the real count is measured
 P95_TARGET_MS = 150.0
 GROWTH_TARGET = 1.3
 # (label, query string, htmx target or None for the full page)

@@ -16,6 +16,7 @@ from django.utils import timezone
 
 ACCENT = "#2563eb"
 SECOND = "#f59e0b"
+THIRD = "#0d9488"
 MUTED = "#616e7c"
 GRID = "#e4e7eb"
 
@@ -60,40 +61,73 @@ def _count_axis(values: list[int], **axis) -> dict:
     return axis
 
 
-def pages_per_session_figure(histogram: list[dict]) -> dict:
-    """Sessions by how many pages they viewed (1, 2, 3, 4-5, ...)."""
+def _histogram_figure(
+    histogram: list[dict], *, measure: str, x_title: str, y_title: str, hover: str, color: str
+) -> dict:
+    counts = [row[measure] for row in histogram]
     bar = {
         "type": "bar",
         "x": [row["bucket"] for row in histogram],
-        "y": [row["sessions"] for row in histogram],
-        "marker": {"color": ACCENT},
-        "hovertemplate": "%{x} pages: %{y} sessions<extra></extra>",
+        "y": counts,
+        "marker": {"color": color},
+        "hovertemplate": hover,
     }
     return _figure(
         [bar],
         _layout(
-            xaxis={"title": {"text": "Pages viewed in the session"}, "type": "category"},
-            yaxis=_count_axis([row["sessions"] for row in histogram], title={"text": "Sessions"}),
+            xaxis={"title": {"text": x_title}, "type": "category", "fixedrange": True},
+            yaxis=_count_axis(counts, title={"text": y_title}),
         ),
     )
 
 
-def session_label(session: dict) -> str:
-    """A short, readable bar label: the tracking id's first characters and the entry page."""
-    return f"{str(session['tracking_id'])[:8]} · {session['entry_path']}"
+def pages_per_visit_figure(histogram: list[dict]) -> dict:
+    """Visits by how many pages they viewed (1, 2, 3, 4-5, ...)."""
+    return _histogram_figure(
+        histogram,
+        measure="visits",
+        x_title="Pages viewed in the visit",
+        y_title="Visits",
+        hover="%{x} pages: %{y} visits<extra></extra>",
+        color=ACCENT,
+    )
 
 
-def busiest_sessions_figure(sessions: list[dict]) -> dict:
-    """Horizontal bars of the busiest sessions' pageviews, the busiest on top."""
-    ordered = list(reversed(sessions))
+def visits_per_visitor_figure(histogram: list[dict]) -> dict:
+    """Visitors by how many visits they started in the range (1, 2, 3, 4-5, ...)."""
+    return _histogram_figure(
+        histogram,
+        measure="visitors",
+        x_title="Visits made in the range",
+        y_title="Visitors",
+        hover="%{x} visits: %{y} visitors<extra></extra>",
+        color=THIRD,
+    )
+
+
+def short_id(tracking_id) -> str:
+    """The last 8 hex digits of a tracking id: a UUIDv7 starts with its timestamp, so visitors
+    of the same minute share their first digits, while the end is random."""
+    return str(tracking_id)[-8:]
+
+
+def visit_label(visit: dict) -> str:
+    """A bar label: the visitor's short id, the visit's number and its entry page.
+
+    plotly merges bars whose category labels are equal, so a label must name one visit.
+    """
+    return f"{short_id(visit['tracking_id'])} #{visit['number']} · {visit['entry_path']}"
+
+
+def busiest_visits_figure(visits: list[dict]) -> dict:
+    """Horizontal bars of the busiest visits' pageviews, the busiest on top."""
+    ordered = list(reversed(visits))
     bar = {
         "type": "bar",
         "orientation": "h",
-        "y": [chart_text(session_label(session)) for session in ordered],
-        "x": [session["pageviews"] for session in ordered],
-        "customdata": [
-            [str(session["tracking_id"]), session["duration_seconds"]] for session in ordered
-        ],
+        "y": [chart_text(visit_label(visit)) for visit in ordered],
+        "x": [visit["pageviews"] for visit in ordered],
+        "customdata": [[str(visit["tracking_id"]), visit["duration_seconds"]] for visit in ordered],
         "marker": {"color": SECOND},
         "hovertemplate": "%{y}<br>%{x} pages in %{customdata[1]} s<extra></extra>",
     }
@@ -103,7 +137,7 @@ def busiest_sessions_figure(sessions: list[dict]) -> dict:
             height=max(200, 34 * len(ordered) + 60),
             margin={"l": 8, "r": 16, "t": 8, "b": 40},
             xaxis=_count_axis(
-                [session["pageviews"] for session in sessions], title={"text": "Pageviews"}
+                [visit["pageviews"] for visit in visits], title={"text": "Pageviews"}
             ),
             yaxis={"type": "category", "automargin": True, "fixedrange": True},
         ),
@@ -117,8 +151,9 @@ def plotly_time(moment: dt.datetime, *, hourly: bool) -> str:
 
 
 def timeseries_figure(points: list[dict], *, hourly: bool) -> dict:
-    """Pageviews as bars and sessions as a line over the same time axis."""
+    """Pageviews as bars, visits and visitors as lines over the same time axis."""
     times = [plotly_time(point["t"], hourly=hourly) for point in points]
+    mode = "lines+markers" if len(points) <= 48 else "lines"
     pageviews = {
         "type": "bar",
         "name": "Pageviews",
@@ -127,17 +162,26 @@ def timeseries_figure(points: list[dict], *, hourly: bool) -> dict:
         "marker": {"color": "rgba(37, 99, 235, 0.35)"},
         "hovertemplate": "%{y} pageviews<extra></extra>",
     }
-    sessions = {
+    visits = {
         "type": "scatter",
-        "name": "Sessions",
+        "name": "Visits",
         "x": times,
-        "y": [point["sessions"] for point in points],
-        "mode": "lines+markers" if len(points) <= 48 else "lines",
+        "y": [point["visits"] for point in points],
+        "mode": mode,
         "line": {"color": ACCENT, "width": 2.5},
-        "hovertemplate": "%{y} sessions<extra></extra>",
+        "hovertemplate": "%{y} visits<extra></extra>",
+    }
+    visitors = {
+        "type": "scatter",
+        "name": "Visitors",
+        "x": times,
+        "y": [point["visitors"] for point in points],
+        "mode": mode,
+        "line": {"color": THIRD, "width": 2, "dash": "dot"},
+        "hovertemplate": "%{y} visitors<extra></extra>",
     }
     return _figure(
-        [pageviews, sessions],
+        [pageviews, visits, visitors],
         _layout(
             showlegend=True,
             legend={"orientation": "h", "x": 0, "y": 1.12},

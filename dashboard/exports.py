@@ -7,30 +7,15 @@ or ``@`` would be run as a formula by spreadsheet programs, so such cells get a 
 from __future__ import annotations
 
 import csv
+import datetime as dt
 from collections.abc import Iterable, Iterator
 
 from dashboard import queries
 
 FORMULA_PREFIXES = ("=", "+", "-", "@", "\t", "\r")
-SESSION_COLUMNS = [
-    "tracking_id",
-    "started_at",
-    "last_seen",
-    "duration_seconds",
-    "pageviews",
-    "bounced",
-    "entry_path",
-    "exit_path",
-    "referrer_host",
-    "utm_source",
-    "utm_medium",
-    "utm_campaign",
-    "browser",
-    "os",
-    "device",
-    "ended",
-]
-PAGE_COLUMNS = ["path", "pageviews", "sessions"]
+# One row per visit started in the range: the per-visit table's fields, as queries name them.
+VISIT_COLUMNS = list(queries.VISIT_FIELDS)
+PAGE_COLUMNS = ["path", "pageviews", "visitors"]
 
 
 def safe_cell(value: object) -> object:
@@ -53,31 +38,17 @@ def csv_lines(header: list[str], rows: Iterable[Iterable[object]]) -> Iterator[s
         yield writer.writerow([safe_cell(value) for value in row])
 
 
-def session_rows(*, start, end, path: str | None) -> Iterator[list[object]]:
-    """Sessions in SESSION_COLUMNS order; times in UTC ISO 8601."""
-    index = {name: position for position, name in enumerate(queries.SESSION_FIELDS)}
-    for row in queries.sessions_for_export(start=start, end=end, path=path):
-        pageviews = row[index["pageviews"]]
-        yield [
-            row[index["tracking_id"]],
-            row[index["first_seen"]].isoformat(),
-            row[index["last_seen"]].isoformat(),
-            row[index["duration_seconds"]],
-            pageviews,
-            int(pageviews == 1),
-            row[index["entry_path"]],
-            row[index["exit_path"]],
-            row[index["referrer_host"]],
-            row[index["utm_source"]],
-            row[index["utm_medium"]],
-            row[index["utm_campaign"]],
-            row[index["browser"]],
-            row[index["os"]],
-            row[index["device"]],
-            int(row[index["ended"]]),
-        ]
+def _cell(value: object) -> object:
+    """Times in UTC ISO 8601; everything else as the database gives it."""
+    return value.isoformat() if isinstance(value, dt.datetime) else value
+
+
+def visit_rows(*, start, end, path: str | None) -> Iterator[list[object]]:
+    """Visits in VISIT_COLUMNS order, oldest first."""
+    for row in queries.visits_for_export(start=start, end=end, path=path):
+        yield [_cell(value) for value in row]
 
 
 def page_rows(*, start, end, path: str | None) -> Iterator[list[object]]:
     for row in queries.top_pages(start=start, end=end, limit=None, path=path):
-        yield [row["path"], row["pageviews"], row["sessions"]]
+        yield [row[column] for column in PAGE_COLUMNS]

@@ -49,19 +49,25 @@ def _headline(*, period: Period, path: str, page: int, now: dt.datetime, breakdo
 
 
 def _live(*, period: Period, path: str, page: int, now: dt.datetime, breakdowns: dict) -> dict:
-    return {"live_sessions": queries.live_sessions(now=now)}
+    return {"live_sessions": queries.live_visitors(now=now)}
 
 
 def _visits(*, period: Period, path: str, page: int, now: dt.datetime, breakdowns: dict) -> dict:
-    histogram = queries.pages_per_session_histogram(start=period.start, end=period.end)
-    busiest = queries.busiest_sessions(
+    histogram = queries.pages_per_visit_histogram(start=period.start, end=period.end)
+    # Every visit of the range falls in one pages bucket: their sum is the range's visits.
+    visitors_histogram = queries.visits_per_visitor_histogram(
+        start=period.start, end=period.end, visits=sum(row["visits"] for row in histogram)
+    )
+    busiest = queries.busiest_visits(
         start=period.start, end=period.end, limit=BUSIEST_LIMIT, path=path, histogram=histogram
     )
     return {
         "histogram": histogram,
-        "histogram_figure": charts.pages_per_session_figure(histogram),
+        "histogram_figure": charts.pages_per_visit_figure(histogram),
+        "visitors_histogram": visitors_histogram,
+        "visitors_histogram_figure": charts.visits_per_visitor_figure(visitors_histogram),
         "busiest": busiest,
-        "busiest_figure": charts.busiest_sessions_figure(busiest) if busiest else None,
+        "busiest_figure": charts.busiest_visits_figure(busiest) if busiest else None,
     }
 
 
@@ -93,10 +99,10 @@ def _pages(*, period: Period, path: str, page: int, now: dt.datetime, breakdowns
 
 
 def _sessions(*, period: Period, path: str, page: int, now: dt.datetime, breakdowns: dict) -> dict:
-    total = queries.session_count(start=period.start, end=period.end, path=path)
+    total = queries.new_visitor_count(start=period.start, end=period.end, path=path)
     page_count = max(1, -(-total // SESSIONS_PER_PAGE))
     page = min(page, page_count)
-    sessions = queries.sessions_page(
+    sessions = queries.visitors_page(
         start=period.start, end=period.end, page=page, per_page=SESSIONS_PER_PAGE, path=path
     )
     first = (page - 1) * SESSIONS_PER_PAGE + 1
@@ -197,4 +203,4 @@ def stats_figures(*, period: Period, path: str, now: dt.datetime) -> dict:
     if figures is None:
         figures = queries.stats_from_rollups(start=period.start, end=period.end, path=path)
         cache.set(key, figures, timeout=PANEL_CACHE_SECONDS)
-    return {**figures, "live_sessions": queries.live_sessions(now=now)}
+    return {**figures, "live_sessions": queries.live_visitors(now=now)}

@@ -1,43 +1,57 @@
 """Read functions behind the dashboard: rollups for every range, raw visits only for "live".
 
-A session belongs to a range by the hour it started. Figures of any range come from the rollups
-(whole UTC days from PageDaily and SessionDaily, the hours at a range's edges from PageHourly and
-SessionHourly) and TrackedSession (through its (first_seen, pageviews) index), so their cost grows
-with the number of days (or hours), paths and sessions shown, never with the raw visit table.
+A visit belongs to a range by the hour it started. Figures of any range come from the rollups
+(whole UTC days from PageDaily, VisitDaily and VisitorDaily, the hours at a range's edges from
+their hourly tables) and the per-visit and per-visitor tables (through their start indexes), so
+their cost grows with the number of days (or hours), paths and rows shown, never with the raw
+page-view table.
 
-Pageviews follow their session: without a filter they are the pageviews of the sessions started
-in the range (so pages per session is exactly pageviews / sessions, and one daily row per day
-answers every headline figure). With a path filter, page-level figures (pageviews, the time
-series' pageviews, top pages) are the views of that path in the range by visit time, and
-session-level figures are those of the sessions that entered on it. Top pages always count
-views by visit time.
+Visitors of a range are exact: VisitorHourly counts visits by the start hour of their
+visitor's earlier visits, so "visits whose previous visit started before the range" are the
+range's distinct visitors (see VisitorCounts).
+
+Pageviews follow their visit: without a filter they are the pageviews of the visits started in
+the range (so views per visit is exactly pageviews / visits, and one daily row per day answers
+every headline figure). With a path filter, page-level figures (pageviews, the time series'
+pageviews, top pages) are the views of that path in the range by page-view time, and
+visit-level figures are those of the visits that entered on it. Top pages always count views by
+page-view time.
 """
 
 from __future__ import annotations
 
 import datetime as dt
 import uuid
+from bisect import bisect_right
 from dataclasses import dataclass
 from functools import reduce
 from operator import or_
 
 from django.db import connection
 from django.db.models import Count, F, Q, QuerySet, Sum
-from django.db.models.functions import TruncDay
+from django.db.models.functions import TruncDay, TruncHour
 from django.utils import timezone
 
 from tracker.models import (
-    SESSION_MEASURES,
+    VISIT_MEASURES,
+    AggregationState,
     PageDaily,
     PageHourly,
-    SessionDaily,
-    SessionHourly,
+    PageVisitorDaily,
+    PageVisitorHourly,
     TrackedSession,
     Visit,
+    VisitDaily,
+    VisitHourly,
+    VisitorDaily,
+    VisitorHourly,
+    VisitSummary,
 )
 
-Dimension = SessionHourly.Dimension
+Dimension = VisitHourly.Dimension
 PAGES_BUCKETS = ["1", "2", "3", "4-5", "6-10", "11-20", "21+"]
+# Visits per visitor: each bucket's label and the fewest visits in it.
+VISITS_BUCKETS = [("1", 1), ("2", 2), ("3", 3), ("4-5", 4), ("6-10", 6), ("11+", 11)]
 LIVE_WINDOW = dt.timedelta(minutes=5)
 HOURLY_UP_TO = dt.timedelta(days=2)
 
@@ -98,8 +112,8 @@ def _fetch(sql: str, params: list) -> list[tuple]:
         return cursor.fetchall()
 
 
-def _session_rows(model: type[SessionHourly | SessionDaily], *, path: str | None) -> QuerySet:
-    """Session rollup rows for all sessions, or for the sessions that entered on ``path``."""
+def _visit_rows(model: type[VisitHourly | VisitDaily], *, path: str | None) -> QuerySet:
+    """Visit rollup rows for all visits, or for the visits that entered on ``path``."""
     if path:
         return model.objects.filter(dimension=Dimension.ENTRY_PATH, value=path)
     return model.objects.filter(dimension=Dimension.ALL, value="")
@@ -136,27 +150,65 @@ def _period_sums(
     )
 
 
-def _ratios(*, sessions: int, session_pageviews: int, bounces: int, duration: int) -> dict:
+def _ratios(*, visits: int, visit_pageviews: int, bounces: int, duration: int, returning: int):
     return {
-        "pages_per_session": round(session_pageviews / sessions, 2) if sessions else None,
-        "bounce_rate": round(bounces / sessions, 4) if sessions else None,
-        "avg_session_seconds": round(duration / sessions, 1) if sessions else None,
+        "views_per_visit": round(visit_pageviews / visits, 2) if visits else None,
+        "bounce_rate": round(bounces / visits, 4) if visits else None,
+        "avg_visit_seconds": round(duration / visits, 1) if visits else None,
+        "returning_share": round(returning / visits, 4) if visits else None,
     }
+
+
+def _repeat_visits(*, start: dt.datetime, end: dt.datetime) -> dict[int, int]:
+    """Per lag k: the visits started in [start, end) whose visitor's k-th earlier visit did too.
+
+    A visitor with m visits in the range has max(0, m - k) of them (see VisitorCounts).
+    """
+    rows, params = _rollup_rows(
+        VisitorHourly.objects.filter(previous_hour__gte=start),
+        VisitorDaily.objects.filter(previous_hour__gte=start),
+        start=start,
+        end=end,
+        fields=["lag", "visits"],
+    )
+    sql = f"SELECT lag, sum(visits) FROM ({rows}) rollup GROUP BY lag"  # noqa: S608
+    return {lag: int(total) for lag, total in _fetch(sql, params)}
+
+
+def _visitors_at_least(*, visits: int, repeats: dict[int, int], least: int) -> int:
+    """Visitors with at least ``least`` visits in the range: lag least-1 minus lag least."""
+    above = visits if least == 1 else repeats.get(least - 1, 0)
+    return above - repeats.get(least, 0)
+
+
+def _filtered_visits(*, start: dt.datetime, end: dt.datetime, path: str | None) -> QuerySet:
+    rows = VisitSummary.objects.filter(started_at__gte=start, started_at__lt=end)
+    return rows.filter(entry_path=path) if path else rows
+
+
+def visitor_count(*, start: dt.datetime, end: dt.datetime, visits: int, path: str | None) -> int:
+    """Distinct visitors with a visit started in [start, end) (entered on ``path``).
+
+    ``visits`` is that range's visit count (from the rollups). Without a filter, two sums of
+    VisitorHourly rows; with one, a distinct count over the per-visit table.
+    """
+    if path:
+        rows = _filtered_visits(start=start, end=end, path=path)
+        return rows.aggregate(visitors=Count("tracking_id", distinct=True))["visitors"]
+    repeats = _repeat_visits(start=start, end=end)
+    return _visitors_at_least(visits=visits, repeats=repeats, least=1)
 
 
 def headline_totals(
     *, start: dt.datetime, end: dt.datetime, path: str | None = None
 ) -> dict[str, dict]:
-    """The headline figures of [start, end) and of the period of the same length before it.
-
-    One query (two with a path filter) summing both periods at once.
-    """
-    session_sums = _period_sums(
-        _session_rows(SessionHourly, path=path),
-        _session_rows(SessionDaily, path=path),
+    """The headline figures of [start, end) and of the period of the same length before it."""
+    visit_sums = _period_sums(
+        _visit_rows(VisitHourly, path=path),
+        _visit_rows(VisitDaily, path=path),
         start=start,
         end=end,
-        fields=SESSION_MEASURES,
+        fields=VISIT_MEASURES,
     )
     if path:
         page_sums = _period_sums(
@@ -167,17 +219,22 @@ def headline_totals(
             fields=["pageviews"],
         )
     else:
-        page_sums = session_sums  # pageviews follow their session (see the top)
+        page_sums = visit_sums  # pageviews follow their visit (see the top)
     periods = {}
-    for name, sessions, pages in zip(("current", "previous"), session_sums, page_sums, strict=True):
+    bounds = {"current": (start, end), "previous": (start - (end - start), start)}
+    for name, visits, pages in zip(bounds, visit_sums, page_sums, strict=True):
+        low, high = bounds[name]
         periods[name] = {
-            "sessions": sessions["sessions"],
+            "visitors": visitor_count(start=low, end=high, visits=visits["visits"], path=path),
+            "visits": visits["visits"],
             "pageviews": pages["pageviews"],
+            "returning_visits": visits["returning_visits"],
             **_ratios(
-                sessions=sessions["sessions"],
-                session_pageviews=sessions["pageviews"],
-                bounces=sessions["bounces"],
-                duration=sessions["duration_seconds"],
+                visits=visits["visits"],
+                visit_pageviews=visits["pageviews"],
+                bounces=visits["bounces"],
+                duration=visits["duration_seconds"],
+                returning=visits["returning_visits"],
             ),
         }
     periods["change"] = {
@@ -187,23 +244,38 @@ def headline_totals(
     return periods
 
 
-def session_count(*, start: dt.datetime, end: dt.datetime, path: str | None = None) -> int:
-    """Sessions started in [start, end) (entered on ``path``), counted from the rollups."""
+def visit_count(*, start: dt.datetime, end: dt.datetime, path: str | None = None) -> int:
+    """Visits started in [start, end) (entered on ``path``), counted from the rollups."""
     rows, params = _rollup_rows(
-        _session_rows(SessionHourly, path=path),
-        _session_rows(SessionDaily, path=path),
+        _visit_rows(VisitHourly, path=path),
+        _visit_rows(VisitDaily, path=path),
         start=start,
         end=end,
-        fields=["sessions"],
+        fields=["visits"],
     )
-    sql = f"SELECT coalesce(sum(sessions), 0) FROM ({rows}) rollup"  # noqa: S608
+    sql = f"SELECT coalesce(sum(visits), 0) FROM ({rows}) rollup"  # noqa: S608
     return int(_fetch(sql, params)[0][0])  # a numeric sum on PostgreSQL
+
+
+def _page_repeats(*, start: dt.datetime, end: dt.datetime, paths: list[str] | None) -> dict:
+    """Per path: its hourly visitors in [start, end) who had viewed it in an earlier hour of it."""
+    hourly = PageVisitorHourly.objects.filter(previous_hour__gte=start)
+    daily = PageVisitorDaily.objects.filter(previous_hour__gte=start)
+    if paths is not None:
+        hourly, daily = hourly.filter(path__in=paths), daily.filter(path__in=paths)
+    rows, params = _rollup_rows(hourly, daily, start=start, end=end, fields=["path", "visitors"])
+    sql = f"SELECT path, sum(visitors) FROM ({rows}) rollup GROUP BY path"  # noqa: S608
+    return {path: int(total) for path, total in _fetch(sql, params)}
 
 
 def top_pages(
     *, start: dt.datetime, end: dt.datetime, limit: int | None, path: str | None = None
 ) -> list[dict]:
-    """Paths by pageviews; ``sessions`` adds up each hour's distinct sessions of the path."""
+    """Paths by pageviews, with their distinct visitors over the whole range (exact).
+
+    A path's visitors are the sum of its hourly distinct visitors less those who had viewed it
+    in an earlier hour of the range (PageVisitorCounts).
+    """
     hourly, daily = PageHourly.objects.all(), PageDaily.objects.all()
     if path:
         hourly, daily = hourly.filter(path=path), daily.filter(path=path)
@@ -215,24 +287,47 @@ def top_pages(
         FROM ({rows}) rollup GROUP BY path ORDER BY total_pageviews DESC, path"""  # noqa: S608
     if limit:
         sql, params = f"{sql} LIMIT %s", [*params, limit]
+    pages = _fetch(sql, params)
+    shown = [row[0] for row in pages] if limit or path else None
+    repeats = _page_repeats(start=start, end=end, paths=shown) if pages else {}
     return [
-        {"path": path, "pageviews": pageviews, "sessions": sessions}
-        for path, pageviews, sessions in _fetch(sql, params)
+        {"path": page, "pageviews": pageviews, "visitors": hourly_visitors - repeats.get(page, 0)}
+        for page, pageviews, hourly_visitors in pages
     ]
 
 
-def pages_per_session_histogram(*, start: dt.datetime, end: dt.datetime) -> list[dict]:
-    """Sessions started in the range by their number of pageviews, every bucket present."""
+def pages_per_visit_histogram(*, start: dt.datetime, end: dt.datetime) -> list[dict]:
+    """Visits started in the range by their number of pageviews, every bucket present."""
     rows, params = _rollup_rows(
-        SessionHourly.objects.filter(dimension=Dimension.PAGES),
-        SessionDaily.objects.filter(dimension=Dimension.PAGES),
+        VisitHourly.objects.filter(dimension=Dimension.PAGES),
+        VisitDaily.objects.filter(dimension=Dimension.PAGES),
         start=start,
         end=end,
-        fields=["value", "sessions"],
+        fields=["value", "visits"],
     )
-    sql = f"SELECT value, sum(sessions) FROM ({rows}) rollup GROUP BY value"  # noqa: S608
+    sql = f"SELECT value, sum(visits) FROM ({rows}) rollup GROUP BY value"  # noqa: S608
     counts = dict(_fetch(sql, params))
-    return [{"bucket": bucket, "sessions": counts.get(bucket, 0)} for bucket in PAGES_BUCKETS]
+    return [{"bucket": bucket, "visits": counts.get(bucket, 0)} for bucket in PAGES_BUCKETS]
+
+
+def visits_per_visitor_histogram(
+    *, start: dt.datetime, end: dt.datetime, visits: int | None = None
+) -> list[dict]:
+    """The range's visitors by how many visits they started in it (1, 2, 3, 4-5, 6-10, 11+)."""
+    if visits is None:
+        visits = visit_count(start=start, end=end)
+    repeats = _repeat_visits(start=start, end=end)
+    at_least = [
+        _visitors_at_least(visits=visits, repeats=repeats, least=least)
+        for _, least in VISITS_BUCKETS
+    ]
+    return [
+        {
+            "bucket": label,
+            "visitors": count - (at_least[index + 1] if index + 1 < len(at_least) else 0),
+        }
+        for index, ((label, _), count) in enumerate(zip(VISITS_BUCKETS, at_least, strict=True))
+    ]
 
 
 def _buckets(*, start: dt.datetime, end: dt.datetime, hourly: bool) -> list[dt.datetime]:
@@ -258,55 +353,87 @@ def _days_are_utc_days(buckets: list[dt.datetime]) -> bool:
 
 
 def timeseries(*, start: dt.datetime, end: dt.datetime, path: str | None = None) -> list[dict]:
-    """Pageviews and sessions per hour up to two days, else per local day (see the top).
+    """Pageviews, visits and visitors per hour up to two days, else per local day (see the top).
 
     Where local days are UTC days, whole days come from the daily rollups; elsewhere a local day
-    straddles two rows of them, so its hours are summed.
+    straddles two rows of them, so its hours are summed. A bucket's visitors are its visits less
+    those whose visitor's previous visit started in the same bucket.
     """
     hourly = end - start <= HOURLY_UP_TO
     buckets = _buckets(start=start, end=end, hourly=hourly)
     whole_days = not hourly and _days_are_utc_days(buckets)
     zone = timezone.get_current_timezone()
 
-    def per_bucket(hourly_rows, daily_rows, *fields: str) -> dict[dt.datetime, tuple[int, ...]]:
+    def parts_of(hourly_rows, daily_rows):
         if whole_days:
-            parts = _rollup_parts(hourly_rows, daily_rows, start=start, end=end)
-        else:
-            parts = [(hourly_rows.filter(hour__gte=start, hour__lt=end), "hour")]
+            return _rollup_parts(hourly_rows, daily_rows, start=start, end=end)
+        return [(hourly_rows.filter(hour__gte=start, hour__lt=end), "hour")]
+
+    def bucket_of(when: str):
+        return F(when) if hourly else TruncDay(when, tzinfo=zone)
+
+    def per_bucket(parts, *fields: str) -> dict[dt.datetime, tuple[int, ...]]:
         grouped = [
-            part.annotate(bucket=F(when) if hourly else TruncDay(when, tzinfo=zone))
-            .values("bucket")
+            part.values("bucket")
             .annotate(**{f"total_{field}": Sum(field) for field in fields})
             .values_list("bucket", *(f"total_{field}" for field in fields))
-            for part, when in parts
+            for part in parts
         ]
         # The edge hours lie in the range's partial days, never in a whole day read from the
         # daily rollup: each bucket comes from one part only.
         rows = grouped[0].union(*grouped[1:], all=True) if len(grouped) > 1 else grouped[0]
         return {moment: totals for moment, *totals in rows}
 
+    def rollup(hourly_rows, daily_rows, *fields: str) -> dict[dt.datetime, tuple[int, ...]]:
+        parts = parts_of(hourly_rows, daily_rows)
+        return per_bucket([part.annotate(bucket=bucket_of(when)) for part, when in parts], *fields)
+
+    visits = rollup(
+        _visit_rows(VisitHourly, path=path),
+        _visit_rows(VisitDaily, path=path),
+        "pageviews",
+        "visits",
+    )
     if path:
-        pages = per_bucket(
+        pages = rollup(
             _page_rows(PageHourly, path=path), _page_rows(PageDaily, path=path), "pageviews"
         )
-        entries = per_bucket(
-            _session_rows(SessionHourly, path=path),
-            _session_rows(SessionDaily, path=path),
-            "sessions",
-        )
         pageviews = {moment: totals[0] for moment, totals in pages.items()}
-        sessions = {moment: totals[0] for moment, totals in entries.items()}
-    else:
-        both = per_bucket(
-            _session_rows(SessionHourly, path=None),
-            _session_rows(SessionDaily, path=None),
-            "pageviews",
-            "sessions",
+        truncate = TruncHour if hourly else TruncDay
+        visitors = dict(
+            _filtered_visits(start=start, end=end, path=path)
+            .annotate(bucket=truncate("started_at", tzinfo=zone))
+            .values("bucket")
+            .annotate(visitors=Count("tracking_id", distinct=True))
+            .values_list("bucket", "visitors")
         )
-        pageviews = {moment: totals[0] for moment, totals in both.items()}
-        sessions = {moment: totals[1] for moment, totals in both.items()}
+    else:
+        pageviews = {moment: totals[0] for moment, totals in visits.items()}
+        repeats = per_bucket(
+            [
+                # Same bucket, compared as the database truncates both (not against the
+                # bucket's start: SQLite's and PostgreSQL's local truncations carry no zone).
+                part.annotate(
+                    bucket=bucket_of(when), previous_bucket=bucket_of("previous_hour")
+                ).filter(previous_bucket=F("bucket"))
+                # previous_hour >= start too: the range's first day may begin after midnight.
+                for part, when in parts_of(
+                    VisitorHourly.objects.filter(lag=1, previous_hour__gte=start),
+                    VisitorDaily.objects.filter(lag=1, previous_hour__gte=start),
+                )
+            ],
+            "visits",
+        )
+        visitors = {
+            moment: totals[1] - repeats.get(moment, (0,))[0] for moment, totals in visits.items()
+        }
     return [
-        {"t": moment, "pageviews": pageviews.get(moment, 0), "sessions": sessions.get(moment, 0)}
+        {
+            "t": moment,
+            "pageviews": pageviews.get(moment, 0),
+            "visits": visits.get(moment, (0, 0))[1],
+            "visitors": visitors.get(moment, 0),
+        }
         for moment in buckets
     ]
 
@@ -319,43 +446,64 @@ def dimension_breakdown(
     limit: int,
     path: str | None = None,
 ) -> dict[str, list[dict]]:
-    """The top values of several session dimensions in one query (a window ranks each one).
+    """The top values of several visit dimensions in one query (a window ranks each one).
 
     With a path filter only the entry page can be narrowed (rollups hold one dimension at a time).
     """
-    hourly = SessionHourly.objects.filter(dimension__in=dimensions)
-    daily = SessionDaily.objects.filter(dimension__in=dimensions)
+    hourly = VisitHourly.objects.filter(dimension__in=dimensions)
+    daily = VisitDaily.objects.filter(dimension__in=dimensions)
     if path:
         other_entry = Q(dimension=Dimension.ENTRY_PATH) & ~Q(value=path)
         hourly, daily = hourly.exclude(other_entry), daily.exclude(other_entry)
-    measures = SESSION_MEASURES
+    measures = VISIT_MEASURES
     rows, params = _rollup_rows(
         hourly, daily, start=start, end=end, fields=["dimension", "value", *measures]
     )
     sql = f"""SELECT dimension, value, {", ".join(f"total_{m}" for m in measures)} FROM (
             SELECT dimension, value, {", ".join(f"sum({m}) AS total_{m}" for m in measures)},
-                row_number() OVER (PARTITION BY dimension ORDER BY sum(sessions) DESC, value)
+                row_number() OVER (PARTITION BY dimension ORDER BY sum(visits) DESC, value)
                     AS position
             FROM ({rows}) rollup GROUP BY dimension, value
         ) ranked WHERE position <= %s ORDER BY dimension, position"""  # noqa: S608
     breakdown: dict[str, list[dict]] = {dimension: [] for dimension in dimensions}
-    for dimension, value, sessions, pageviews, bounces, duration in _fetch(sql, [*params, limit]):
+    for dimension, value, visits, pageviews, bounces, duration, returning in _fetch(
+        sql, [*params, limit]
+    ):
         breakdown[dimension].append(
             {
                 "value": value,
-                "sessions": sessions,
+                "visits": visits,
                 "pageviews": pageviews,
-                "bounce_rate": bounces / sessions if sessions else None,
-                "avg_session_seconds": duration / sessions if sessions else None,
+                "returning_visits": returning,
+                "bounce_rate": bounces / visits if visits else None,
+                # int(): PostgreSQL sums the bigint duration as numeric (a Decimal here).
+                "avg_visit_seconds": int(duration) / visits if visits else None,
             }
         )
     return breakdown
 
 
-SESSION_FIELDS = [
+VISITOR_FIELDS = [
     "tracking_id",
     "first_seen",
     "last_seen",
+    "visits",
+    "pageviews",
+    "entry_path",
+    "referrer_host",
+    "utm_source",
+    "utm_medium",
+    "utm_campaign",
+    "browser",
+    "os",
+    "device",
+    "ended",
+]
+VISIT_FIELDS = [
+    "tracking_id",
+    "number",
+    "started_at",
+    "ended_at",
     "pageviews",
     "duration_seconds",
     "entry_path",
@@ -367,33 +515,45 @@ SESSION_FIELDS = [
     "browser",
     "os",
     "device",
-    "ended",
 ]
 
 
-def _sessions_in(*, start: dt.datetime, end: dt.datetime, path: str | None):
+def _new_visitors_in(*, start: dt.datetime, end: dt.datetime, path: str | None) -> QuerySet:
+    """Visitors whose first visit started in the range (entered on ``path``)."""
     rows = TrackedSession.objects.filter(first_seen__gte=start, first_seen__lt=end)
     return rows.filter(entry_path=path) if path else rows
+
+
+def new_visitor_count(*, start: dt.datetime, end: dt.datetime, path: str | None = None) -> int:
+    """Visitors first seen in [start, end): the range's first visits, from the rollups."""
+    current, _ = _period_sums(
+        _visit_rows(VisitHourly, path=path),
+        _visit_rows(VisitDaily, path=path),
+        start=start,
+        end=end,
+        fields=["visits", "returning_visits"],
+    )
+    return current["visits"] - current["returning_visits"]
 
 
 BUCKET_LOWEST = {"1": 1, "2": 2, "3": 3, "4-5": 4, "6-10": 6, "11-20": 11, "21+": 21}
 
 
 def _busiest_threshold(histogram: list[dict], limit: int) -> int:
-    """The fewest pageviews a session of the top ``limit`` can have, read from the histogram.
+    """The fewest pageviews a visit of the top ``limit`` can have, read from the histogram.
 
-    It lets the database skip the many short sessions instead of sorting every session started
-    in the range.
+    It lets the database skip the many short visits instead of sorting every visit started in
+    the range.
     """
     counted = 0
     for row in reversed(histogram):
-        counted += row["sessions"]
+        counted += row["visits"]
         if counted >= limit:
             return BUCKET_LOWEST[row["bucket"]]
     return 1
 
 
-def busiest_sessions(
+def busiest_visits(
     *,
     start: dt.datetime,
     end: dt.datetime,
@@ -401,19 +561,19 @@ def busiest_sessions(
     path: str | None = None,
     histogram: list[dict] | None = None,
 ) -> list[dict]:
-    """The sessions with the most pageviews among those started in the range.
+    """The visits with the most pageviews among those started in the range.
 
-    ``histogram`` (this range's pages_per_session_histogram, site-wide) bounds the search when
+    ``histogram`` (this range's pages_per_visit_histogram, site-wide) bounds the search when
     there is no path filter.
     """
-    rows = _sessions_in(start=start, end=end, path=path)
+    rows = _filtered_visits(start=start, end=end, path=path)
     if histogram is not None and not path:
         rows = rows.filter(pageviews__gte=_busiest_threshold(histogram, limit))
-    rows = rows.order_by("-pageviews", "-duration_seconds", "tracking_id")
-    return list(rows.values(*SESSION_FIELDS)[:limit])
+    rows = rows.order_by("-pageviews", "-duration_seconds", "tracking_id", "number")
+    return list(rows.values(*VISIT_FIELDS)[:limit])
 
 
-def sessions_page(
+def visitors_page(
     *,
     start: dt.datetime,
     end: dt.datetime,
@@ -421,23 +581,25 @@ def sessions_page(
     per_page: int,
     path: str | None = None,
 ) -> list[dict]:
-    """One page of the range's sessions, newest first; the total comes from the rollups."""
+    """One page of the visitors first seen in the range, newest first."""
     offset = (page - 1) * per_page
-    rows = _sessions_in(start=start, end=end, path=path).order_by("-first_seen", "tracking_id")
-    return list(rows.values(*SESSION_FIELDS)[offset : offset + per_page])
+    rows = _new_visitors_in(start=start, end=end, path=path).order_by("-first_seen", "tracking_id")
+    return list(rows.values(*VISITOR_FIELDS)[offset : offset + per_page])
 
 
-def sessions_for_export(*, start: dt.datetime, end: dt.datetime, path: str | None = None):
-    """Every session of the range, oldest first, streamed from the database in chunks."""
-    rows = _sessions_in(start=start, end=end, path=path).order_by("first_seen", "tracking_id")
-    return rows.values_list(*SESSION_FIELDS).iterator(chunk_size=2000)
+def visits_for_export(*, start: dt.datetime, end: dt.datetime, path: str | None = None):
+    """Every visit started in the range, oldest first, streamed from the database in chunks."""
+    rows = _filtered_visits(start=start, end=end, path=path).order_by(
+        "started_at", "tracking_id", "number"
+    )
+    return rows.values_list(*VISIT_FIELDS).iterator(chunk_size=2000)
 
 
-def live_sessions(*, now: dt.datetime) -> int:
-    """Sessions with a page view in the last five minutes: the one read of raw visits."""
+def live_visitors(*, now: dt.datetime) -> int:
+    """Visitors with a page view in the last five minutes: the one read of raw page views."""
     return Visit.objects.filter(visited_at__gte=now - LIVE_WINDOW, visited_at__lte=now).aggregate(
-        sessions=Count("tracking_id", distinct=True)
-    )["sessions"]
+        visitors=Count("tracking_id", distinct=True)
+    )["visitors"]
 
 
 @dataclass(frozen=True)
@@ -445,37 +607,72 @@ class TimelineStep:
     visited_at: dt.datetime
     path: str
     status_code: int
-    seconds_on_page: float | None  # the gap to the next visit; unknown for the last one
+    seconds_on_page: float | None  # the gap to the next page view of its visit; None if last
+
+
+@dataclass(frozen=True)
+class TimelineVisit:
+    summary: dict | None  # the VisitSummary row; None for page views not aggregated yet
+    steps: list[TimelineStep]
 
 
 @dataclass(frozen=True)
 class Timeline:
     tracking_id: uuid.UUID
     summary: dict | None
-    steps: list[TimelineStep]
+    visits: list[TimelineVisit]
 
     @property
     def pruned(self) -> bool:
-        """The summary outlived its raw visits (pruned after the retention period)."""
-        return self.summary is not None and not self.steps
+        """The summary outlived its raw page views (pruned after the retention period)."""
+        return self.summary is not None and not any(visit.steps for visit in self.visits)
+
+
+def _steps(rows: list[tuple]) -> list[TimelineStep]:
+    steps = []
+    for index, (_, visited_at, path, status_code) in enumerate(rows):
+        following = rows[index + 1][1] if index + 1 < len(rows) else None
+        seconds = (following - visited_at).total_seconds() if following else None
+        steps.append(TimelineStep(visited_at, path, status_code, seconds))
+    return steps
 
 
 def session_timeline(*, tracking_id: uuid.UUID) -> Timeline | None:
-    """One session's pages in order with the time spent on each; None if it is unknown."""
-    summary = TrackedSession.objects.filter(tracking_id=tracking_id).values(*SESSION_FIELDS).first()
+    """One visitor's page views grouped by visit, newest visit last; None if it is unknown.
+
+    Each visit takes the page views from its first one (``first_pageview_id``) up to the next
+    visit's first; page views after the last aggregated visit form a visit without a summary.
+    """
+    summary = TrackedSession.objects.filter(tracking_id=tracking_id).values(*VISITOR_FIELDS).first()
     visits = list(
+        VisitSummary.objects.filter(tracking_id=tracking_id)
+        .order_by("number")
+        .values(*VISIT_FIELDS, "first_pageview_id")
+    )
+    rows = list(
         Visit.objects.filter(tracking_id=tracking_id)
         .order_by("visited_at", "id")
-        .values_list("visited_at", "path", "status_code")
+        .values_list("id", "visited_at", "path", "status_code")
     )
-    if summary is None and not visits:
+    if summary is None and not rows:
         return None
-    steps = []
-    for index, (visited_at, path, status_code) in enumerate(visits):
-        following = visits[index + 1][0] if index + 1 < len(visits) else None
-        seconds = (following - visited_at).total_seconds() if following else None
-        steps.append(TimelineStep(visited_at, path, status_code, seconds))
-    return Timeline(tracking_id=tracking_id, summary=summary, steps=steps)
+    watermark = AggregationState.objects.values_list("last_visit_id", flat=True).first() or 0
+    starts = [(visit["started_at"], visit["first_pageview_id"]) for visit in visits]
+    grouped: list[list[tuple]] = [[] for _ in visits]
+    unaggregated: list[tuple] = []
+    for row in rows:
+        position = bisect_right(starts, (row[1], row[0])) - 1
+        if row[0] > watermark or position < 0:
+            unaggregated.append(row)
+        else:
+            grouped[position].append(row)
+    timeline_visits = [
+        TimelineVisit(summary=visit, steps=_steps(group))
+        for visit, group in zip(visits, grouped, strict=True)
+    ]
+    if unaggregated:
+        timeline_visits.append(TimelineVisit(summary=None, steps=_steps(unaggregated)))
+    return Timeline(tracking_id=tracking_id, summary=summary, visits=timeline_visits)
 
 
 def stats_from_rollups(*, start: dt.datetime, end: dt.datetime, path: str | None = None) -> dict:
@@ -486,15 +683,22 @@ def stats_from_rollups(*, start: dt.datetime, end: dt.datetime, path: str | None
         "start": start.isoformat(),
         "end": end.isoformat(),
         "path": path or None,
-        "sessions": current["sessions"],
+        "visitors": current["visitors"],
+        "sessions": current["visitors"],  # the name before visits existed: an alias
+        "visits": current["visits"],
         "pageviews": current["pageviews"],
-        "pages_per_session": current["pages_per_session"],
+        "views_per_visit": current["views_per_visit"],
         "bounce_rate": current["bounce_rate"],
-        "avg_session_seconds": current["avg_session_seconds"],
+        "avg_visit_seconds": current["avg_visit_seconds"],
+        "returning_visits": current["returning_visits"],
+        "returning_share": current["returning_share"],
         "previous": headline["previous"],
         "change": headline["change"],
         "top_pages": top_pages(start=start, end=end, limit=10, path=path),
-        "pages_per_session_histogram": pages_per_session_histogram(start=start, end=end),
+        "visits_per_visitor_histogram": visits_per_visitor_histogram(
+            start=start, end=end, visits=None if path else current["visits"]
+        ),
+        "pages_per_visit_histogram": pages_per_visit_histogram(start=start, end=end),
         "timeseries": [
             {**point, "t": point["t"].isoformat()}
             for point in timeseries(start=start, end=end, path=path)
@@ -505,6 +709,6 @@ def stats_from_rollups(*, start: dt.datetime, end: dt.datetime, path: str | None
 def stats(
     *, start: dt.datetime, end: dt.datetime, now: dt.datetime, path: str | None = None
 ) -> dict:
-    """Every figure of stats.json, "live_sessions" (raw visits of the last minutes) included."""
+    """Every figure of stats.json, "live_sessions" (raw page views of the last minutes) included."""
     figures = stats_from_rollups(start=start, end=end, path=path)
-    return {**figures, "live_sessions": live_sessions(now=now)}
+    return {**figures, "live_sessions": live_visitors(now=now)}

@@ -104,6 +104,7 @@ def index(request: HtmxHttpRequest) -> HttpResponse:
         "range_query": form.query_string(path=None, page=None),
         "range_links": form.range_links(period),
         "time_zone": timezone.get_current_timezone_name(),
+        "visit_timeout": settings.TRACKER_VISIT_TIMEOUT,
         **panel_context(
             names,
             period=period,
@@ -123,7 +124,7 @@ def session_detail(request: HtmxHttpRequest, tracking_id: uuid.UUID) -> HttpResp
         return form
     timeline = queries.session_timeline(tracking_id=tracking_id)
     if timeline is None:
-        raise Http404("No tracked session has this id.")
+        raise Http404("No visitor has this id.")
     context = {"timeline": timeline, "query": form.query_string(page=None)}
     partial = _partial(request)
     template = f"{SESSION_TEMPLATE}#timeline" if partial else SESSION_TEMPLATE
@@ -153,8 +154,9 @@ def _csv_export(request: HtmxHttpRequest, *, name: str, columns: list[str], rows
 
 @dashboard_view
 def export_sessions(request: HtmxHttpRequest) -> HttpResponse:
+    # The file keeps its name (bookmarked URLs); its rows are the range's visits.
     return _csv_export(
-        request, name="sessions", columns=exports.SESSION_COLUMNS, rows=exports.session_rows
+        request, name="sessions", columns=exports.VISIT_COLUMNS, rows=exports.visit_rows
     )
 
 

@@ -8,10 +8,11 @@ from tracker.models import (
     AggregationState,
     PageDaily,
     PageHourly,
-    SessionDaily,
-    SessionHourly,
     TrackedSession,
     Visit,
+    VisitDaily,
+    VisitHourly,
+    VisitSummary,
 )
 
 
@@ -45,12 +46,24 @@ class VisitAdmin(ReadOnlyAdmin):
 @admin.register(TrackedSession)
 class TrackedSessionAdmin(ReadOnlyAdmin):
     list_display = [
-        "tracking_id", "first_seen", "last_seen", "pageviews", "duration_seconds", "entry_path",
-        "exit_path", "referrer_host", "device", "ended",
+        "tracking_id", "first_seen", "last_seen", "visits", "pageviews", "duration_seconds",
+        "entry_path", "exit_path", "referrer_host", "device", "ended",
     ]  # fmt: skip
     list_filter = ["ended", "device", "browser", "os", "first_seen"]
     search_fields = ["entry_path", "exit_path"]
     ordering = ["-first_seen"]
+    show_full_result_count = False
+
+
+@admin.register(VisitSummary)
+class VisitSummaryAdmin(ReadOnlyAdmin):
+    list_display = [
+        "started_at", "number", "pageviews", "duration_seconds", "entry_path", "exit_path",
+        "referrer_host", "utm_campaign", "device", "tracking_id",
+    ]  # fmt: skip
+    list_filter = ["device", "browser", "os", "started_at"]
+    search_fields = ["entry_path", "exit_path"]
+    ordering = ["-started_at"]
     show_full_result_count = False
 
 
@@ -63,9 +76,17 @@ class PageHourlyAdmin(ReadOnlyAdmin):
     show_full_result_count = False
 
 
-@admin.register(SessionHourly)
-class SessionHourlyAdmin(ReadOnlyAdmin):
-    list_display = ["hour", "dimension", "value", "sessions", "pageviews", "bounces"]
+@admin.register(VisitHourly)
+class VisitHourlyAdmin(ReadOnlyAdmin):
+    list_display = [
+        "hour",
+        "dimension",
+        "value",
+        "visits",
+        "pageviews",
+        "bounces",
+        "returning_visits",
+    ]
     list_filter = ["dimension", "hour"]
     search_fields = ["value"]
     ordering = ["-hour", "dimension", "value"]
@@ -81,9 +102,17 @@ class PageDailyAdmin(ReadOnlyAdmin):
     show_full_result_count = False
 
 
-@admin.register(SessionDaily)
-class SessionDailyAdmin(ReadOnlyAdmin):
-    list_display = ["day", "dimension", "value", "sessions", "pageviews", "bounces"]
+@admin.register(VisitDaily)
+class VisitDailyAdmin(ReadOnlyAdmin):
+    list_display = [
+        "day",
+        "dimension",
+        "value",
+        "visits",
+        "pageviews",
+        "bounces",
+        "returning_visits",
+    ]
     list_filter = ["dimension", "day"]
     search_fields = ["value"]
     ordering = ["-day", "dimension", "value"]

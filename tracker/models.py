@@ -53,17 +53,18 @@ class Visit(models.Model):
 
 
 class TrackedSession(models.Model):
-    """One tracked session's summary, derived from its visits by aggregation."""
+    """One visitor: a tracked session's summary over all its visits, derived by aggregation."""
 
     tracking_id = models.UUIDField(primary_key=True)
     # Range queries on first_seen use the (first_seen, pageviews) index below.
     first_seen = models.DateTimeField()
     last_seen = models.DateTimeField(db_index=True)
     pageviews = models.PositiveIntegerField()
+    visits = models.PositiveIntegerField(default=1)
     duration_seconds = models.PositiveIntegerField(default=0)
     entry_path = models.CharField(max_length=PATH_MAX_LENGTH)
     exit_path = models.CharField(max_length=PATH_MAX_LENGTH)
-    # Where the session came from and on what: taken from its first visit.
+    # Where the visitor first came from and on what: taken from its first page view.
     referrer_host = models.CharField(max_length=HOST_MAX_LENGTH, blank=True, default="")
     utm_source = models.CharField(max_length=UTM_MAX_LENGTH, blank=True, default="")
     utm_medium = models.CharField(max_length=UTM_MAX_LENGTH, blank=True, default="")
@@ -77,7 +78,7 @@ class TrackedSession(models.Model):
     class Meta:
         indexes = [
             models.Index(fields=["first_seen", "pageviews"], name="session_start_pages"),
-            # The busiest sessions of a range: read from the top pageviews down.
+            # The busiest visitors of a range: read from the top pageviews down.
             models.Index(fields=["pageviews", "first_seen"], name="session_pages_start"),
         ]
 
@@ -89,8 +90,51 @@ class TrackedSession(models.Model):
         return self.pageviews == 1
 
 
+class VisitSummary(models.Model):
+    """One visit: a visitor's run of page views with no gap over TRACKER_VISIT_TIMEOUT that no
+    page view from another source interrupts. Derived by aggregation; what filters query.
+    """
+
+    id = models.BigAutoField(primary_key=True)
+    tracking_id = models.UUIDField()
+    number = models.PositiveIntegerField()  # 1 for the visitor's first visit, then 2, 3...
+    # The raw page view the visit starts with: with started_at, where re-sessionizing resumes.
+    first_pageview_id = models.BigIntegerField()
+    started_at = models.DateTimeField()
+    ended_at = models.DateTimeField()
+    pageviews = models.PositiveIntegerField()
+    duration_seconds = models.PositiveIntegerField()
+    entry_path = models.CharField(max_length=PATH_MAX_LENGTH)
+    exit_path = models.CharField(max_length=PATH_MAX_LENGTH)
+    # The visit's source and device: those of its first page view.
+    referrer_host = models.CharField(max_length=HOST_MAX_LENGTH, blank=True, default="")
+    utm_source = models.CharField(max_length=UTM_MAX_LENGTH, blank=True, default="")
+    utm_medium = models.CharField(max_length=UTM_MAX_LENGTH, blank=True, default="")
+    utm_campaign = models.CharField(max_length=UTM_MAX_LENGTH, blank=True, default="")
+    browser = models.CharField(max_length=FAMILY_MAX_LENGTH, blank=True, default="")
+    os = models.CharField(max_length=FAMILY_MAX_LENGTH, blank=True, default="")
+    device = models.CharField(max_length=10, choices=Device.choices, default=Device.OTHER)
+
+    class Meta:
+        constraints = [
+            models.UniqueConstraint(fields=["tracking_id", "number"], name="visit_summary_number"),
+        ]
+        indexes = [
+            models.Index(fields=["started_at", "pageviews"], name="visit_summary_start"),
+            # The busiest visits of a range: read from the top pageviews down.
+            models.Index(fields=["pageviews", "started_at"], name="visit_summary_pages"),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.tracking_id} visit {self.number} ({self.pageviews} pages)"
+
+    @property
+    def returning(self) -> bool:
+        return self.number > 1
+
+
 class PageHourly(models.Model):
-    """Pageviews and distinct sessions of one path in one hour of visit time."""
+    """Pageviews and distinct visitors of one path in one hour of page-view time."""
 
     hour = models.DateTimeField()
     path = models.CharField(max_length=PATH_MAX_LENGTH)
@@ -107,21 +151,22 @@ class PageHourly(models.Model):
         return f"{self.hour:%Y-%m-%d %H:00} {self.path}: {self.pageviews}"
 
 
-# The fields of SessionCounts that add up across hours, days and batches.
-SESSION_MEASURES = ["sessions", "pageviews", "bounces", "duration_seconds"]
+# The fields of VisitCounts that add up across hours, days and batches.
+VISIT_MEASURES = ["visits", "pageviews", "bounces", "duration_seconds", "returning_visits"]
 
 
-class SessionCounts(models.Model):
-    """What the session rollups count per dimension value; SessionHourly and SessionDaily add
-    the hour or the day the sessions started in.
+class VisitCounts(models.Model):
+    """What the visit rollups count per dimension value; VisitHourly and VisitDaily add the hour
+    or the day the visits started in.
 
-    ``all`` carries the totals (value ""); ``pages`` buckets sessions by their pageviews
-    (1, 2, 3, 4-5, 6-10, 11-20, 21+); the others are the session's entry and exit page, its
-    first referrer and UTM fields, and its browser, OS and device.
+    ``all`` carries the totals (value ""); ``pages`` buckets visits by their pageviews
+    (1, 2, 3, 4-5, 6-10, 11-20, 21+); the others are the visit's entry and exit page, its
+    referrer and UTM fields, and its browser, OS and device. ``returning_visits`` counts the visits
+    whose visitor had an earlier visit.
     """
 
     class Dimension(models.TextChoices):
-        ALL = "all", "All sessions"
+        ALL = "all", "All visits"
         ENTRY_PATH = "entry_path", "Entry page"
         EXIT_PATH = "exit_path", "Exit page"
         REFERRER = "referrer_host", "Referrer"
@@ -131,40 +176,41 @@ class SessionCounts(models.Model):
         BROWSER = "browser", "Browser"
         OS = "os", "Operating system"
         DEVICE = "device", "Device"
-        PAGES = "pages", "Pages per session"
+        PAGES = "pages", "Pages per visit"
 
     dimension = models.CharField(max_length=20, choices=Dimension.choices)
     value = models.CharField(max_length=PATH_MAX_LENGTH, blank=True, default="")
-    sessions = models.PositiveIntegerField()
+    visits = models.PositiveIntegerField()
     pageviews = models.PositiveIntegerField()
     bounces = models.PositiveIntegerField()
     duration_seconds = models.PositiveBigIntegerField()
+    returning_visits = models.PositiveIntegerField()
 
     class Meta:
         abstract = True
 
 
-class SessionHourly(SessionCounts):
-    """Sessions grouped by the hour they started and one dimension's value."""
+class VisitHourly(VisitCounts):
+    """Visits grouped by the hour they started and one dimension's value."""
 
     hour = models.DateTimeField()
 
     class Meta:
         constraints = [
             models.UniqueConstraint(
-                fields=["hour", "dimension", "value"], name="session_hourly_unique"
+                fields=["hour", "dimension", "value"], name="visit_hourly_unique"
             ),
         ]
-        indexes = [models.Index(fields=["dimension", "hour"], name="session_hourly_dim")]
+        indexes = [models.Index(fields=["dimension", "hour"], name="visit_hourly_dim")]
 
     def __str__(self) -> str:
-        return f"{self.hour:%Y-%m-%d %H:00} {self.dimension}={self.value}: {self.sessions}"
+        return f"{self.hour:%Y-%m-%d %H:00} {self.dimension}={self.value}: {self.visits}"
 
 
 class PageDaily(models.Model):
     """PageHourly summed over one UTC day, so a month-long range reads 30 rows per path.
 
-    ``sessions`` is the sum of the day's hourly distinct sessions, like a range of hours.
+    ``sessions`` is the sum of the day's hourly distinct visitors, like a range of hours.
     """
 
     day = models.DateTimeField()  # the UTC midnight starting the day
@@ -186,15 +232,15 @@ class PageDaily(models.Model):
         return f"{self.day:%Y-%m-%d} {self.path}: {self.pageviews}"
 
 
-class SessionDaily(SessionCounts):
-    """SessionHourly summed over one UTC day of session starts."""
+class VisitDaily(VisitCounts):
+    """VisitHourly summed over one UTC day of visit starts."""
 
     day = models.DateTimeField()  # the UTC midnight starting the day
 
     class Meta:
         constraints = [
             models.UniqueConstraint(
-                fields=["day", "dimension", "value"], name="session_daily_unique"
+                fields=["day", "dimension", "value"], name="visit_daily_unique"
             ),
         ]
         indexes = [
@@ -205,17 +251,68 @@ class SessionDaily(SessionCounts):
                     "dimension",
                     "day",
                     "value",
-                    "sessions",
+                    "visits",
                     "pageviews",
                     "bounces",
                     "duration_seconds",
+                    "returning_visits",
                 ],
-                name="session_daily_totals",
+                name="visit_daily_totals",
             )
         ]
 
     def __str__(self) -> str:
-        return f"{self.day:%Y-%m-%d} {self.dimension}={self.value}: {self.sessions}"
+        return f"{self.day:%Y-%m-%d} {self.dimension}={self.value}: {self.visits}"
+
+
+# How many visits back VisitorHourly looks: what the distinct visitors of a range and its
+# visits-per-visitor histogram (1, 2, 3, 4-5, 6-10, 11+) need.
+VISITOR_LAGS = [1, 2, 3, 4, 5, 6, 10, 11]
+
+
+class VisitorCounts(models.Model):
+    """Visits by the hour their visitor's ``lag``-th earlier visit started.
+
+    Distinct visitors of any range [a, b) follow exactly: a visitor with m visits there has
+    max(0, m - k) of them whose k-th earlier visit started at or after a, so the visitors with at
+    least k visits are (those rows with lag k - 1) minus (those with lag k), lag 0 being every
+    visit. Each range needs a few sums, never a distinct count over visits.
+    """
+
+    lag = models.PositiveSmallIntegerField()
+    previous_hour = models.DateTimeField()
+    visits = models.PositiveIntegerField()
+
+    class Meta:
+        abstract = True
+
+
+class VisitorHourly(VisitorCounts):
+    hour = models.DateTimeField()
+
+    class Meta:
+        constraints = [
+            models.UniqueConstraint(
+                fields=["hour", "lag", "previous_hour"], name="visitor_hourly_unique"
+            ),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.hour:%Y-%m-%d %H:00} lag {self.lag} {self.previous_hour:%Y-%m-%d %H:00}"
+
+
+class VisitorDaily(VisitorCounts):
+    day = models.DateTimeField()  # the UTC midnight starting the day
+
+    class Meta:
+        constraints = [
+            models.UniqueConstraint(
+                fields=["day", "lag", "previous_hour"], name="visitor_daily_unique"
+            ),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.day:%Y-%m-%d} lag {self.lag} {self.previous_hour:%Y-%m-%d %H:00}"
 
 
 class AggregationState(models.Model):
@@ -231,3 +328,48 @@ class AggregationState(models.Model):
 
     def __str__(self) -> str:
         return f"{self.name}: up to visit {self.last_visit_id}"
+
+
+class PageVisitorCounts(models.Model):
+    """A path's hourly distinct visitors who had already viewed it in an earlier hour, by that
+    hour (the latest such).
+
+    The distinct visitors of a path over any range [a, b) follow exactly: the sum of its hourly
+    distinct visitors (PageHourly.sessions) less these rows with previous_hour >= a, since each
+    visitor then counts only in the first hour of the range in which it viewed the path.
+    """
+
+    path = models.CharField(max_length=PATH_MAX_LENGTH)
+    previous_hour = models.DateTimeField()
+    visitors = models.PositiveIntegerField()
+
+    class Meta:
+        abstract = True
+
+
+class PageVisitorHourly(PageVisitorCounts):
+    hour = models.DateTimeField()
+
+    class Meta:
+        constraints = [
+            models.UniqueConstraint(
+                fields=["hour", "path", "previous_hour"], name="page_visitor_hourly_unique"
+            ),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.hour:%Y-%m-%d %H:00} {self.path} after {self.previous_hour:%Y-%m-%d %H:00}"
+
+
+class PageVisitorDaily(PageVisitorCounts):
+    day = models.DateTimeField()  # the UTC midnight starting the day
+
+    class Meta:
+        constraints = [
+            models.UniqueConstraint(
+                fields=["day", "path", "previous_hour"], name="page_visitor_daily_unique"
+            ),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.day:%Y-%m-%d} {self.path} after {self.previous_hour:%Y-%m-%d %H:00}"

@@ -1,7 +1,7 @@
 """Expired sessions and raw-visit pruning: what is kept, for how long, and why.
 
-Rollups (``TrackedSession``, ``PageHourly``, ``SessionHourly``) are kept forever; only Django's
-expired sessions and raw visits that are both old and already aggregated are deleted.
+What aggregation derives (visitors, visits, the rollups) is kept forever; only Django's expired
+sessions and raw page views that are both old and already aggregated are deleted.
 """
 
 from __future__ import annotations

@@ -1,33 +1,37 @@
 # ruff: noqa: S608 - the SQL is assembled from table names and constants; values are parameters.
-"""Set-based aggregation of raw visits into the rollup tables, incremental and exact.
+"""Set-based aggregation of raw page views into visits and rollups, incremental and exact.
 
 A run takes the raw visits whose id is above the watermark (``AggregationState``) in batches of
 at most ``batch_size`` consecutive ids. Each batch is one transaction that updates every rollup
 and advances the watermark, so a run killed half-way leaves nothing half-written and the next
 run redoes the batch.
 
-Per batch, all in SQL (no Python loop over rows, memory flat), the raw rows are read twice:
+Per batch, all in SQL (no Python loop over rows, memory flat):
 
-1. ``BATCH`` (a temporary table) gets the batch's per-session summary, from one sort by
-   (session, time, id): the first visit gives the entry and the first-touch fields, the last the
-   exit. ``BEFORE`` gets the stored ``TrackedSession`` rows of those sessions, as they were.
-2. ``PageHourly`` is upserted from the raw rows: pageviews are added; a session counts towards
-   ``sessions`` of an (hour, path) only when it had no earlier aggregated visit there (probed in
-   the raw rows only for sessions whose stored span covers that hour), so distinct sessions stay
-   exact across runs.
-3. ``TrackedSession``: sessions not stored yet are inserted (in start order, which keeps its
-   indexes' writes local); stored ones are merged with their summary (earliest visit wins the
-   entry and the first-touch fields, the latest the exit; ties go to the lower id for entry and
-   the higher id for exit, and earlier batches hold lower ids).
-4. ``SessionHourly`` gets the exact change: ``BEFORE`` is subtracted and the sessions as stored
-   after the batch are added, per (start hour, dimension, value). A late visit can move a
-   session's start hour, entry page or pages bucket: its old row loses it and its new row gains
-   it. Rows left with no session are deleted. The cost follows the batch, not the size of the
-   hours it touches.
-5. The daily rollups, which let a month-long dashboard range read 30 rows per key instead of
-   720: ``SessionDaily`` gets the same change summed per UTC day; ``PageDaily`` is recomputed
-   from ``PageHourly`` for the days of the batch's visits (usually today alone). A day's row is
-   thus always the sum of its hours.
+1. ``BATCH`` (a temporary table) gets the batch's per-visitor summary, from one sort by
+   (visitor, time, id): the first page view gives the entry and the first-touch fields, the last
+   the exit. ``BEFORE`` gets the stored ``TrackedSession`` rows of those visitors, as they were.
+2. ``PageHourly`` is upserted from the raw rows: pageviews are added; a visitor counts towards
+   ``sessions`` of an (hour, path) only when it had no earlier aggregated page view there
+   (probed in the raw rows only for visitors whose stored span covers that hour), so distinct
+   visitors stay exact across runs. ``PageVisitorHourly`` gets the change to each (visitor,
+   path)'s chain of hours from its earliest new hour on, so that distinct visitors of a path
+   over any range are exact too.
+3. ``TrackedSession``: visitors not stored yet are inserted (in start order, which keeps its
+   indexes' writes local); stored ones are merged with their summary (earliest page view wins
+   the entry and the first-touch fields, the latest the exit; ties go to the lower id for entry
+   and the higher id for exit, and earlier batches hold lower ids).
+4. Visits: per visitor of the batch, the visits from the one its earliest new page view would
+   join onward are kept in ``OLD``, deleted, and split again from the raw rows (a late page
+   view can join two visits or split one); ``TrackedSession.visits`` is recounted.
+5. ``VisitHourly`` and ``VisitorHourly`` get the exact change: the re-split visits are added
+   and ``OLD`` is subtracted, per (start hour, dimension, value) and per (start hour, lag,
+   earlier visit's hour). Rows left with nothing are deleted. The cost follows the batch, not
+   the size of the hours it touches.
+6. The daily rollups, which let a month-long dashboard range read 30 rows per key instead of
+   720: ``VisitDaily``, ``VisitorDaily`` and ``PageVisitorDaily`` get the same changes summed
+   per UTC day; ``PageDaily`` is recomputed from ``PageHourly`` for the days of the batch's page
+   views (usually today alone). A day's row is thus always the sum of its hours.
 
 Concurrency: the watermark row is locked for each batch (``select_for_update`` on PostgreSQL; on
 SQLite every write transaction is ``BEGIN IMMEDIATE`` and so runs alone), and only aggregation
@@ -42,18 +46,25 @@ from __future__ import annotations
 import logging
 import time
 
+from django.conf import settings
 from django.db import connection, transaction
 
 from tracker.models import (
     PATH_MAX_LENGTH,
-    SESSION_MEASURES,
+    VISIT_MEASURES,
+    VISITOR_LAGS,
     AggregationState,
     PageDaily,
     PageHourly,
-    SessionDaily,
-    SessionHourly,
+    PageVisitorDaily,
+    PageVisitorHourly,
     TrackedSession,
     Visit,
+    VisitDaily,
+    VisitHourly,
+    VisitorDaily,
+    VisitorHourly,
+    VisitSummary,
 )
 
 logger = logging.getLogger(__name__)
@@ -66,14 +77,28 @@ SMALL_BATCH = 50_000  # ids per batch below which PostgreSQL probes indexes rath
 VISIT = Visit._meta.db_table
 SESSION = TrackedSession._meta.db_table
 PAGE_HOURLY = PageHourly._meta.db_table
-SESSION_HOURLY = SessionHourly._meta.db_table
+VISITS = VisitSummary._meta.db_table
+VISIT_HOURLY = VisitHourly._meta.db_table
 PAGE_DAILY = PageDaily._meta.db_table
-SESSION_DAILY = SessionDaily._meta.db_table
+VISIT_DAILY = VisitDaily._meta.db_table
+VISITOR_HOURLY = VisitorHourly._meta.db_table
+VISITOR_DAILY = VisitorDaily._meta.db_table
+PAGE_VISITOR_HOURLY = PageVisitorHourly._meta.db_table
+PAGE_VISITOR_DAILY = PageVisitorDaily._meta.db_table
 # Per-connection temporary tables, emptied at the start of each batch.
 BATCH = "tracker_rollup_batch"  # the batch's per-session summaries
 BEFORE = "tracker_rollup_before"  # the stored rows of the batch's sessions, before the batch
-DELTA = "tracker_rollup_delta"  # the change to SessionHourly
-DAY_DELTA = "tracker_rollup_day_delta"  # the same change, per day: SessionDaily's
+RESTART = "tracker_rollup_restart"  # per visitor of the batch: the visit re-sessionizing starts at
+OLD = "tracker_rollup_old"  # the stored visits that re-sessionizing replaces, as they were
+DELTA = "tracker_rollup_delta"  # the change to VisitHourly
+DAY_DELTA = "tracker_rollup_day_delta"  # the same change, per day: VisitDaily's
+LAG_CHANGES = "tracker_rollup_lag_changes"  # VisitorHourly's rows, old ones negated
+LAG_DELTA = "tracker_rollup_lag_delta"  # the change to VisitorHourly
+LAG_DAY_DELTA = "tracker_rollup_lag_day_delta"  # the same change, per day: VisitorDaily's
+PAGE_PAIRS = "tracker_rollup_page_pairs"  # (visitor, path) with a new hour, from the earliest
+PAGE_LAG_CHANGES = "tracker_rollup_page_lag_changes"  # PageVisitorHourly's rows, old ones negated
+PAGE_LAG_DELTA = "tracker_rollup_page_lag_delta"  # the change to PageVisitorHourly
+PAGE_LAG_DAY_DELTA = "tracker_rollup_page_lag_day_delta"  # the same per day: PageVisitorDaily's
 
 # Fields a session takes from its first visit.
 FIRST_TOUCH = [
@@ -88,6 +113,19 @@ FIRST_TOUCH = [
 # What a batch's summary holds per session, and what a stored session holds besides.
 SUMMARY = ["first_seen", "last_seen", "pageviews", "entry_path", "exit_path", *FIRST_TOUCH]
 STORED = [*SUMMARY, "duration_seconds"]
+# What a stored visit holds that its rollups count.
+VISIT_COUNTED = [
+    "number",
+    "started_at",
+    "pageviews",
+    "duration_seconds",
+    "entry_path",
+    "exit_path",
+    *FIRST_TOUCH,
+]
+# Fields of a page view that announce where it came from: one that differs from its visit's
+# source starts a new visit.
+SOURCE = ["referrer_host", "utm_source", "utm_medium", "utm_campaign"]
 
 
 class _Dialect:
@@ -140,6 +178,12 @@ class _Dialect:
             f" + CAST(substr({value} || '.000000', 21, 6) AS INTEGER))"
         )
 
+    def longer_than(self, later: str, earlier: str) -> str:
+        """SQL true when ``later`` is more than %s whole seconds after ``earlier``, exactly."""
+        if self.postgres:
+            return f"{later} - {earlier} > make_interval(secs => %s)"
+        return f"{self._micros(later)} - {self._micros(earlier)} > %s * 1000000"
+
     def temporary_tables(self) -> list[str]:
         uuid, moment, text, number = (
             ("uuid", "timestamp with time zone", "text", "bigint")
@@ -149,11 +193,13 @@ class _Dialect:
         dimension, value = (
             ("varchar(20)", f"varchar({PATH_MAX_LENGTH})") if self.postgres else ("", "")
         )
-        types = {"first_seen": moment, "last_seen": moment}
-        types |= {"pageviews": number, "duration_seconds": number}
-        summary, stored = (
-            ", ".join(f"{f} {types.get(f, text)}" for f in fields) for fields in (SUMMARY, STORED)
+        types = {"first_seen": moment, "last_seen": moment, "started_at": moment}
+        types |= {"pageviews": number, "duration_seconds": number, "number": number}
+        summary, stored, counted = (
+            ", ".join(f"{f} {types.get(f, text)}" for f in fields)
+            for fields in (SUMMARY, STORED, VISIT_COUNTED)
         )
+        measures = ", ".join(f"{m} {number}" for m in VISIT_MEASURES)
         return [
             # No key: filling it is on the critical path, and it is only ever read in full.
             f"""CREATE TEMPORARY TABLE IF NOT EXISTS {BATCH}
@@ -161,12 +207,34 @@ class _Dialect:
             # Keyed, so small batches probe it instead of scanning it per row.
             f"""CREATE TEMPORARY TABLE IF NOT EXISTS {BEFORE}
                 (tracking_id {uuid} PRIMARY KEY, {stored})""",
-            # Key columns typed like SessionHourly's, so joins on them use its unique index.
+            f"""CREATE TEMPORARY TABLE IF NOT EXISTS {RESTART} (tracking_id {uuid} PRIMARY KEY,
+                number {number}, start_at {moment}, start_id {number})""",
+            f"CREATE TEMPORARY TABLE IF NOT EXISTS {OLD} (tracking_id {uuid}, {counted})",
+            # Key columns typed like VisitHourly's, so joins on them use its unique index.
             *(
                 f"""CREATE TEMPORARY TABLE IF NOT EXISTS {table} ({when} {moment},
-                    dimension {dimension}, value {value}, sessions {number},
-                    pageviews {number}, bounces {number}, duration_seconds {number})"""
+                    dimension {dimension}, value {value}, {measures})"""
                 for table, when in ((DELTA, "hour"), (DAY_DELTA, "day"))
+            ),
+            f"""CREATE TEMPORARY TABLE IF NOT EXISTS {PAGE_PAIRS} (tracking_id {uuid},
+                path {value}, since {moment})""",
+            *(
+                f"""CREATE TEMPORARY TABLE IF NOT EXISTS {table} ({when} {moment},
+                    path {value}, previous_hour {moment}, visitors {number})"""
+                for table, when in (
+                    (PAGE_LAG_CHANGES, "hour"),
+                    (PAGE_LAG_DELTA, "hour"),
+                    (PAGE_LAG_DAY_DELTA, "day"),
+                )
+            ),
+            *(
+                f"""CREATE TEMPORARY TABLE IF NOT EXISTS {table} ({when} {moment},
+                    lag {number}, previous_hour {moment}, visits {number})"""
+                for table, when in (
+                    (LAG_CHANGES, "hour"),
+                    (LAG_DELTA, "hour"),
+                    (LAG_DAY_DELTA, "day"),
+                )
             ),
         ]
 
@@ -248,16 +316,83 @@ def _page_hourly_sql(d: _Dialect) -> str:
     """
 
 
+def _page_pairs_sql(d: _Dialect) -> str:
+    """Find the (visitor, path) pairs that the batch gives a new hour, with the earliest such
+    hour; params: lo, hi, lo.
+
+    An hour is new when no visit aggregated before had the pair in it, probed in the raw rows
+    only for visitors whose stored span covers that hour (as for PageHourly).
+    """
+    earlier_there = (
+        f"EXISTS (SELECT 1 FROM {VISIT} o WHERE o.tracking_id = b.tracking_id"
+        f" AND o.visited_at >= b.hour AND o.visited_at < {d.next_hour('b.hour')}"
+        " AND o.path = b.path AND o.id <= %s)"
+    )
+    return f"""
+        WITH b AS (
+            SELECT DISTINCT tracking_id, path, {d.hour("visited_at")} AS hour
+            FROM {VISIT} WHERE id > %s AND id <= %s
+        )
+        INSERT INTO {PAGE_PAIRS} (tracking_id, path, since)
+        SELECT b.tracking_id, b.path, min(b.hour)
+        FROM b LEFT JOIN {BEFORE} s ON s.tracking_id = b.tracking_id
+        WHERE s.tracking_id IS NULL OR s.last_seen < b.hour
+            OR s.first_seen >= {d.next_hour("b.hour")} OR NOT {earlier_there}
+        GROUP BY b.tracking_id, b.path
+    """
+
+
+def _page_lag_changes_sql(d: _Dialect, *, sign: int) -> str:
+    """PageVisitorHourly's rows of the pairs' hours from their earliest new one, as the raw
+    rows up to an id give them, counted ``sign`` times each; params: that id.
+
+    Hours of a pair before its earliest new hour keep their previous hour, so only the later
+    ones are taken, with their previous hour looked up over all the pair's hours.
+    """
+    return f"""
+        INSERT INTO {PAGE_LAG_CHANGES} (hour, path, previous_hour, visitors)
+        SELECT hour, path, previous_hour, {sign} * count(*) FROM (
+            SELECT g.hour, g.path, g.since,
+                lag(g.hour) OVER (PARTITION BY g.tracking_id, g.path ORDER BY g.hour)
+                    AS previous_hour
+            FROM (
+                SELECT DISTINCT p.tracking_id, p.path, p.since, {d.hour("v.visited_at")} AS hour
+                FROM {PAGE_PAIRS} p JOIN {VISIT} v
+                    ON v.tracking_id = p.tracking_id AND v.path = p.path
+                WHERE v.id <= %s
+            ) g
+        ) chain
+        WHERE previous_hour IS NOT NULL AND hour >= since
+        GROUP BY hour, path, previous_hour
+    """
+
+
+def _page_lag_delta_sql(d: _Dialect) -> list[str]:
+    """Net the old and new rows into PageVisitorHourly's change, and that per day."""
+    return [
+        f"""INSERT INTO {PAGE_LAG_DELTA} (hour, path, previous_hour, visitors)
+            SELECT hour, path, previous_hour, sum(visitors) FROM {PAGE_LAG_CHANGES}
+            GROUP BY 1, 2, 3 HAVING sum(visitors) <> 0""",
+        f"""INSERT INTO {PAGE_LAG_DAY_DELTA} (day, path, previous_hour, visitors)
+            SELECT {d.day("hour")}, path, previous_hour, sum(visitors) FROM {PAGE_LAG_DELTA}
+            GROUP BY 1, 2, 3 HAVING sum(visitors) <> 0""",
+    ]
+
+
 NEW_SESSION = f"NOT EXISTS (SELECT 1 FROM {BEFORE} p WHERE p.tracking_id = b.tracking_id)"
+
+
+# A visitor's visits, once they are split again: the number of its last (one index probe).
+VISIT_COUNT = f"(SELECT max(w.number) FROM {VISITS} w WHERE w.tracking_id = b.tracking_id)"
 
 
 def _insert_sessions_sql(d: _Dialect) -> str:
     """Insert the batch's sessions that are not stored yet."""
     # A plain INSERT (no ON CONFLICT): only aggregation inserts here, under the watermark lock.
     return f"""
-        INSERT INTO {SESSION} (tracking_id, {", ".join(STORED)}, ended)
+        INSERT INTO {SESSION} (tracking_id, {", ".join(STORED)}, ended, visits)
         SELECT b.tracking_id, {", ".join(f"b.{f}" for f in SUMMARY)},
-            {d.whole_seconds("b.last_seen", "b.first_seen")}, false
+            {d.whole_seconds("b.last_seen", "b.first_seen")}, false, {VISIT_COUNT}
         FROM {BATCH} b
         WHERE {NEW_SESSION}
         ORDER BY b.first_seen
@@ -282,6 +417,7 @@ def _merge_sessions_sql(d: _Dialect) -> str:
             first_seen = {new_first},
             last_seen = {new_last},
             pageviews = {old}.pageviews + b.pageviews,
+            visits = {VISIT_COUNT},
             duration_seconds = {d.whole_seconds(new_last, new_first)},
             exit_path = CASE WHEN {later} THEN b.exit_path ELSE {old}.exit_path END,
             ended = CASE WHEN b.last_seen > {old}.last_seen THEN false ELSE {old}.ended END,
@@ -291,35 +427,166 @@ def _merge_sessions_sql(d: _Dialect) -> str:
     """
 
 
+def _restart_sql() -> str:
+    """Find, per visitor of the batch, the stored visit that re-sessionizing starts from.
+
+    A page view at t can only change the visits from the one it would join onward: the latest
+    visit started at or before the batch's earliest page view of that visitor (its own page
+    views sort before the batch's at equal times, having lower ids). Without one, the visitor's
+    visits are all redone from the first (number 1).
+    """
+    latest = f"""SELECT max(w.number) FROM {VISITS} w
+        WHERE w.tracking_id = b.tracking_id AND w.started_at <= b.first_seen"""
+    return f"""
+        INSERT INTO {RESTART} (tracking_id, number, start_at, start_id)
+        SELECT b.tracking_id, coalesce(v.number, 1), v.started_at, v.first_pageview_id
+        FROM {BATCH} b LEFT JOIN {VISITS} v
+            ON v.tracking_id = b.tracking_id AND v.number = ({latest})
+    """
+
+
+def _old_visits_sql() -> list[str]:
+    """Keep the visits about to be replaced, then delete them."""
+    return [
+        f"""INSERT INTO {OLD} (tracking_id, {", ".join(VISIT_COUNTED)})
+            SELECT v.tracking_id, {", ".join(f"v.{f}" for f in VISIT_COUNTED)}
+            FROM {RESTART} r JOIN {VISITS} v
+                ON v.tracking_id = r.tracking_id AND v.number >= r.number""",
+        # Driven from the batch's visitors: an EXISTS here may be planned as a scan of every
+        # stored visit.
+        f"""DELETE FROM {VISITS} WHERE id IN (SELECT v.id FROM {RESTART} r JOIN {VISITS} v
+            ON v.tracking_id = r.tracking_id AND v.number >= r.number)""",
+    ]
+
+
+def _sessionize_sql(d: _Dialect) -> str:
+    """Split the batch's visitors' page views from their restart point into visits and store
+    them; params: hi, timeout.
+
+    A page view starts a visit when it is its visitor's first, comes more than the timeout
+    after the previous one, or announces a source (referrer or UTM fields) other than its
+    visit's. Within a run of page views without such a gap, a visit's source is the last one
+    announced before, so comparing each announcing page view with the previous announcement
+    (the head of the rows counted after it) decides it with window functions alone, no
+    recursion. The windows carry only ids, times and the encoded source; the visits' paths and
+    fields are read back by id for their first and last page views.
+    """
+    order = "ORDER BY visited_at, id"
+    running = f"PARTITION BY tracking_id {order} ROWS BETWEEN UNBOUNDED PRECEDING AND CURRENT ROW"
+    # Each field's length before it, so that different sources never encode alike.
+    source = " || ".join(f"length(v.{f}) || ':' || v.{f}" for f in SOURCE)
+    announces = " OR ".join(f"v.{f} <> ''" for f in SOURCE)
+    gap = d.longer_than("visited_at", "lag(visited_at) OVER visitor")
+    return f"""
+        WITH page_views AS (
+            SELECT v.id, v.tracking_id, v.visited_at, r.number AS base,
+                CASE WHEN {announces} THEN {source} END AS source
+            FROM {RESTART} r JOIN {VISIT} v ON v.tracking_id = r.tracking_id
+            WHERE v.id <= %s AND (r.start_id IS NULL OR v.visited_at > r.start_at
+                OR (v.visited_at = r.start_at AND v.id >= r.start_id))
+        ), gaps AS (
+            SELECT page_views.*,
+                CASE WHEN lag(visited_at) OVER visitor IS NULL OR {gap} THEN 1 ELSE 0 END AS gap
+            FROM page_views
+            WINDOW visitor AS (PARTITION BY tracking_id {order})
+        ), counted AS (
+            SELECT gaps.*, sum(gap) OVER running AS run, count(source) OVER running AS announced
+            FROM gaps
+            WINDOW running AS ({running})
+        ), headed AS (
+            SELECT counted.*, first_value(source) OVER announcement AS head_source,
+                first_value(run) OVER announcement AS head_run
+            FROM counted
+            WINDOW announcement AS (PARTITION BY tracking_id, announced {order})
+        ), starts AS (
+            SELECT id, tracking_id, visited_at, base, CASE WHEN gap = 1 THEN 1
+                WHEN source IS NULL THEN 0
+                WHEN lag(announced) OVER visitor = 0 OR lag(head_run) OVER visitor <> run
+                    OR lag(head_source) OVER visitor <> source THEN 1
+                ELSE 0 END AS starts
+            FROM headed
+            WINDOW visitor AS (PARTITION BY tracking_id {order})
+        ), numbered AS (
+            SELECT id, tracking_id, visited_at, starts,
+                base - 1 + sum(starts) OVER running AS number,
+                coalesce(lead(starts) OVER visitor, 1) AS last
+            FROM starts
+            WINDOW visitor AS (PARTITION BY tracking_id {order}), running AS ({running})
+        ), visits AS (
+            SELECT tracking_id, number, count(*) AS pageviews,
+                min(visited_at) AS started_at, max(visited_at) AS ended_at,
+                max(CASE WHEN starts = 1 THEN id END) AS first_id,
+                max(CASE WHEN last = 1 THEN id END) AS last_id
+            FROM numbered
+            GROUP BY tracking_id, number
+        )
+        INSERT INTO {VISITS} (tracking_id, number, first_pageview_id, started_at, ended_at,
+            pageviews, duration_seconds, entry_path, exit_path, {", ".join(FIRST_TOUCH)})
+        SELECT b.tracking_id, b.number, b.first_id, b.started_at, b.ended_at, b.pageviews,
+            {d.whole_seconds("b.ended_at", "b.started_at")}, f.path, l.path,
+            {", ".join(f"f.{f}" for f in FIRST_TOUCH)}
+        FROM visits b JOIN {VISIT} f ON f.id = b.first_id JOIN {VISIT} l ON l.id = b.last_id
+        ORDER BY b.started_at
+    """
+
+
+# The batch's visitors' visits as split again (aliased v).
+NEW_VISITS = (
+    f"{RESTART} r JOIN {VISITS} v ON v.tracking_id = r.tracking_id AND v.number >= r.number"
+)
+
+
+def _lag_changes_sql(d: _Dialect, *, visits: str, sign: int) -> str:
+    """VisitorHourly's rows of ``visits`` (aliased v), counted ``sign`` times each."""
+    lags = ", ".join(f"({lag})" for lag in VISITOR_LAGS)
+    return f"""
+        WITH lags (lag) AS (VALUES {lags})
+        INSERT INTO {LAG_CHANGES} (hour, lag, previous_hour, visits)
+        SELECT {d.hour("v.started_at")}, lags.lag, {d.hour("p.started_at")}, {sign} * count(*)
+        FROM {visits} CROSS JOIN lags
+            JOIN {VISITS} p ON p.tracking_id = v.tracking_id AND p.number = v.number - lags.lag
+        WHERE true
+        GROUP BY 1, 2, 3
+    """
+
+
+def _lag_delta_sql(d: _Dialect) -> list[str]:
+    """Net the old and new lag rows into VisitorHourly's change, and that per day."""
+    return [
+        f"""INSERT INTO {LAG_DELTA} (hour, lag, previous_hour, visits)
+            SELECT hour, lag, previous_hour, sum(visits) FROM {LAG_CHANGES}
+            GROUP BY 1, 2, 3 HAVING sum(visits) <> 0""",
+        f"""INSERT INTO {LAG_DAY_DELTA} (day, lag, previous_hour, visits)
+            SELECT {d.day("hour")}, lag, previous_hour, sum(visits) FROM {LAG_DELTA}
+            GROUP BY 1, 2, 3 HAVING sum(visits) <> 0""",
+    ]
+
+
 def _delta_sql(d: _Dialect) -> str:
-    """Compute SessionHourly's change: after minus before, per key."""
-    dimensions = SessionHourly.Dimension
+    """Compute VisitHourly's change: the re-sessionized visits minus those they replace."""
+    dimensions = VisitHourly.Dimension
     columns = {dimension: dimension.value for dimension in dimensions if dimension.value != "all"}
     columns[dimensions.PAGES] = "bucket"
     measured = ["pageviews", "duration_seconds", "entry_path", "exit_path", *FIRST_TOUCH]
-    new = {f: f"b.{f}" for f in measured}
-    new["duration_seconds"] = d.whole_seconds("b.last_seen", "b.first_seen")
-    # New sessions are stored exactly as summarised; stored ones are read back after the merge.
+    returning = "CASE WHEN {0}.number > 1 THEN 1 ELSE 0 END AS returning_visits"
     changes = f"""
         SELECT c.*, {_pages_bucket("c.pageviews")} AS bucket FROM (
-            SELECT 1 AS sign, {d.hour("b.first_seen")} AS hour,
-                {", ".join(f"{new[f]} AS {f}" for f in measured)}
-            FROM {BATCH} b WHERE {NEW_SESSION}
+            SELECT 1 AS sign, {d.hour("v.started_at")} AS hour,
+                {", ".join(f"v.{f} AS {f}" for f in measured)}, {returning.format("v")}
+            FROM {NEW_VISITS}
             UNION ALL
-            SELECT 1, {d.hour("t.first_seen")}, {", ".join(f"t.{f}" for f in measured)}
-            FROM {BEFORE} p JOIN {SESSION} t ON t.tracking_id = p.tracking_id
-            UNION ALL
-            SELECT -1, {d.hour("p.first_seen")}, {", ".join(f"p.{f}" for f in measured)}
-            FROM {BEFORE} p
+            SELECT -1, {d.hour("o.started_at")}, {", ".join(f"o.{f}" for f in measured)},
+                {returning.format("o")}
+            FROM {OLD} o
         ) c
     """
     measures = """sum(s.sign), sum(s.sign * s.pageviews),
-        sum(CASE WHEN s.pageviews = 1 THEN s.sign ELSE 0 END), sum(s.sign * s.duration_seconds)"""
-    insert = f"""INSERT INTO {DELTA}
-        (hour, dimension, value, sessions, pageviews, bounces, duration_seconds)"""
+        sum(CASE WHEN s.pageviews = 1 THEN s.sign ELSE 0 END), sum(s.sign * s.duration_seconds),
+        sum(s.sign * s.returning_visits)"""
+    insert = f"INSERT INTO {DELTA} (hour, dimension, value, {', '.join(VISIT_MEASURES)})"
     changed = """HAVING sum(s.sign) <> 0 OR sum(s.sign * s.pageviews) <> 0
         OR sum(CASE WHEN s.pageviews = 1 THEN s.sign ELSE 0 END) <> 0
-        OR sum(s.sign * s.duration_seconds) <> 0"""
+        OR sum(s.sign * s.duration_seconds) <> 0 OR sum(s.sign * s.returning_visits) <> 0"""
     if d.postgres:
         # One pass with a grouping set per dimension; GROUPING() tells which set a row is from
         # (every grouped column is NOT NULL, so COALESCE picks the one that was grouped).
@@ -337,7 +604,7 @@ def _delta_sql(d: _Dialect) -> str:
             GROUP BY GROUPING SETS ((s.hour), {sets})
             {changed}
         """
-    # SQLite has no grouping sets: one row per session and dimension, grouped once.
+    # SQLite has no grouping sets: one row per visit and dimension, grouped once.
     cases = " ".join(f"WHEN '{dim.value}' THEN s.{column}" for dim, column in columns.items())
     rows = ", ".join(f"('{dim.value}')" for dim in dimensions)
     return f"""
@@ -351,39 +618,41 @@ def _delta_sql(d: _Dialect) -> str:
     """
 
 
-def _apply_delta_sql(*, table: str, delta: str, when: str) -> list[str]:
-    """Add the change to existing rows, insert new keys, and drop rows left with no session.
+def _apply_delta_sql(
+    *, table: str, delta: str, keys: list[str], measures: list[str], count: str
+) -> list[str]:
+    """Add the change to existing rows, insert new keys, and drop rows left with no visit.
 
-    ``when`` names the time column (``hour`` or ``day``) of both ``table`` and ``delta``.
+    ``keys`` are the unique key of both ``table`` and ``delta``; ``count`` the measure that is
+    zero exactly when a row counts nothing.
     """
-    same_key = (
-        f"{table}.{when} = d.{when} AND {table}.dimension = d.dimension AND {table}.value = d.value"
-    )
-    measures = SESSION_MEASURES
+    same_key = " AND ".join(f"{table}.{key} = d.{key}" for key in keys)
+    key_list = ", ".join(keys)
     return [
         f"""UPDATE {table} SET
             {", ".join(f"{m} = {table}.{m} + d.{m}" for m in measures)}
             FROM {delta} d WHERE {same_key}""",
-        # A key missing so far had no session before the batch, so its change is all additions;
-        # the keys the UPDATE found are skipped by the unique index. No join with the table being
-        # written: planned while it was empty, that join rescanned it per row (88 s for 84k keys).
-        f"""INSERT INTO {table} ({when}, dimension, value, {", ".join(measures)})
-            SELECT d.{when}, d.dimension, d.value, {", ".join(f"d.{m}" for m in measures)}
+        # A key missing so far had nothing counted before the batch, so its change is all
+        # additions; the keys the UPDATE found are skipped by the unique index. No join with the
+        # table being written: planned while it was empty, that join rescanned it per row (88 s
+        # for 84k keys).
+        f"""INSERT INTO {table} ({key_list}, {", ".join(measures)})
+            SELECT {", ".join(f"d.{k}" for k in keys)}, {", ".join(f"d.{m}" for m in measures)}
             FROM {delta} d
             WHERE {" AND ".join(f"d.{m} >= 0" for m in measures)}
-            ON CONFLICT ({when}, dimension, value) DO NOTHING""",
-        # Only keys that lost sessions can be empty now: probe those, never scan the table.
-        f"""DELETE FROM {table} WHERE sessions = 0 AND ({when}, dimension, value) IN
-            (SELECT {when}, dimension, value FROM {delta} WHERE sessions < 0)""",
+            ON CONFLICT ({key_list}) DO NOTHING""",
+        # Only keys that lost visits can be empty now: probe those, never scan the table.
+        f"""DELETE FROM {table} WHERE {count} = 0 AND ({key_list}) IN
+            (SELECT {key_list} FROM {delta} WHERE {count} < 0)""",
     ]
 
 
 def _day_delta_sql(d: _Dialect) -> str:
-    """SessionHourly's change summed per day: the change to SessionDaily."""
-    sums = ", ".join(f"sum({m})" for m in SESSION_MEASURES)
-    nonzero = " OR ".join(f"sum({m}) <> 0" for m in SESSION_MEASURES)
+    """VisitHourly's change summed per day: the change to VisitDaily."""
+    sums = ", ".join(f"sum({m})" for m in VISIT_MEASURES)
+    nonzero = " OR ".join(f"sum({m}) <> 0" for m in VISIT_MEASURES)
     return f"""
-        INSERT INTO {DAY_DELTA} (day, dimension, value, {", ".join(SESSION_MEASURES)})
+        INSERT INTO {DAY_DELTA} (day, dimension, value, {", ".join(VISIT_MEASURES)})
         SELECT {d.day("hour")}, dimension, value, {sums} FROM {DELTA}
         GROUP BY 1, 2, 3 HAVING {nonzero}
     """
@@ -476,7 +745,7 @@ def _aggregate_range(cursor, d: _Dialect, *, lo: int, hi: int) -> int:
         _execute(cursor, f"SET LOCAL enable_mergejoin = {'on' if bulk else 'off'}")
     for statement in d.temporary_tables():
         _execute(cursor, statement)
-    for table in (BATCH, BEFORE, DELTA, DAY_DELTA):
+    for table in TEMPORARY:
         _execute(cursor, d.empty(table))
     if d.postgres and bulk:
         # Left alone, the planner walks the (tracking_id, visited_at) index to skip the sort,
@@ -488,31 +757,86 @@ def _aggregate_range(cursor, d: _Dialect, *, lo: int, hi: int) -> int:
         _execute(cursor, _batch_sql(d), [lo, hi])
     _execute(cursor, _before_sql())
     _execute(cursor, _page_hourly_sql(d), [lo, hi, lo])
+    _execute(cursor, _page_pairs_sql(d), [lo, hi, lo])
+    _execute(cursor, _page_lag_changes_sql(d, sign=-1), [lo])
+    _execute(cursor, _page_lag_changes_sql(d, sign=1), [hi])
+    _visits_resessionize(cursor, d, hi=hi)
     _execute(cursor, _insert_sessions_sql(d))
     _execute(cursor, _merge_sessions_sql(d))
-    _apply_session_hourly(cursor, d)
-    _apply_daily(cursor, d)
+    _apply_visit_rollups(cursor, d)
     if d.postgres and bulk:
         # After a bulk batch, fresh statistics keep the next runs' plans right (autovacuum
         # would get there, but only after a while).
-        for table in (SESSION, PAGE_HOURLY, SESSION_HOURLY, PAGE_DAILY, SESSION_DAILY):
-            _execute(cursor, f"ANALYZE {table}")
+        for model in DERIVED:
+            _execute(cursor, f"ANALYZE {model._meta.db_table}")
     _execute(cursor, f"SELECT coalesce(sum(pageviews), 0) FROM {BATCH}")
     return int(cursor.fetchone()[0])  # a numeric sum on PostgreSQL
 
 
-def _apply_daily(cursor, d: _Dialect) -> None:
-    """Bring the daily rollups in line with this batch's hourly changes."""
-    _execute(cursor, _day_delta_sql(d))
-    for statement in _apply_delta_sql(table=SESSION_DAILY, delta=DAY_DELTA, when="day"):
-        _execute(cursor, statement)
-    for statement in _page_daily_sql(d):
-        _execute(cursor, statement)
+TEMPORARY = (
+    BATCH,
+    BEFORE,
+    RESTART,
+    OLD,
+    DELTA,
+    DAY_DELTA,
+    LAG_CHANGES,
+    LAG_DELTA,
+    LAG_DAY_DELTA,
+    PAGE_PAIRS,
+    PAGE_LAG_CHANGES,
+    PAGE_LAG_DELTA,
+    PAGE_LAG_DAY_DELTA,
+)
+# Every table aggregation derives from the raw visits.
+DERIVED = (
+    TrackedSession,
+    VisitSummary,
+    PageHourly,
+    PageDaily,
+    VisitHourly,
+    VisitDaily,
+    VisitorHourly,
+    VisitorDaily,
+    PageVisitorHourly,
+    PageVisitorDaily,
+)
 
 
-def _apply_session_hourly(cursor, d: _Dialect) -> None:
+def _visits_resessionize(cursor, d: _Dialect, *, hi: int) -> None:
+    """Redo the batch's visitors' visits from where the batch can change them, keeping the old
+    rows in OLD and their lag rows negated in LAG_CHANGES."""
+    timeout = settings.TRACKER_VISIT_TIMEOUT
+    _execute(cursor, _restart_sql())
+    old_rows, delete = _old_visits_sql()
+    _execute(cursor, old_rows)
+    _execute(cursor, _lag_changes_sql(d, visits=f"{OLD} v", sign=-1))
+    _execute(cursor, delete)
+    _execute(cursor, _sessionize_sql(d), [hi, timeout])
+    _execute(cursor, _lag_changes_sql(d, visits=NEW_VISITS, sign=1))
+
+
+def _apply_visit_rollups(cursor, d: _Dialect) -> None:
+    """Bring the hourly and daily visit and visitor rollups in line with the batch."""
     _execute(cursor, _delta_sql(d))
-    for statement in _apply_delta_sql(table=SESSION_HOURLY, delta=DELTA, when="hour"):
+    _execute(cursor, _day_delta_sql(d))
+    for statement in [*_lag_delta_sql(d), *_page_lag_delta_sql(d)]:
+        _execute(cursor, statement)
+    visit_keys, lag_keys = ["dimension", "value"], ["lag", "previous_hour"]
+    page_keys = ["path", "previous_hour"]
+    for table, delta, keys, measures, count in (
+        (VISIT_HOURLY, DELTA, ["hour", *visit_keys], VISIT_MEASURES, "visits"),
+        (VISIT_DAILY, DAY_DELTA, ["day", *visit_keys], VISIT_MEASURES, "visits"),
+        (VISITOR_HOURLY, LAG_DELTA, ["hour", *lag_keys], ["visits"], "visits"),
+        (VISITOR_DAILY, LAG_DAY_DELTA, ["day", *lag_keys], ["visits"], "visits"),
+        (PAGE_VISITOR_HOURLY, PAGE_LAG_DELTA, ["hour", *page_keys], ["visitors"], "visitors"),
+        (PAGE_VISITOR_DAILY, PAGE_LAG_DAY_DELTA, ["day", *page_keys], ["visitors"], "visitors"),
+    ):
+        for statement in _apply_delta_sql(
+            table=table, delta=delta, keys=keys, measures=measures, count=count
+        ):
+            _execute(cursor, statement)
+    for statement in _page_daily_sql(d):
         _execute(cursor, statement)
 
 
@@ -550,7 +874,7 @@ def rollups_rebuild(*, batch_size: int = DEFAULT_BATCH_SIZE) -> int:
         raise RuntimeError(f"inserts into {VISIT} did not finish: try the rebuild again")
     with transaction.atomic(), connection.cursor() as cursor:
         state = _lock_state()
-        for model in (PageHourly, SessionHourly, PageDaily, SessionDaily, TrackedSession):
+        for model in DERIVED:
             model.objects.all().delete()
         total = 0
         lo = 0

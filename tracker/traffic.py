@@ -1,17 +1,27 @@
-"""Realistic synthetic raw visits for demos and benchmarks, written fast.
+"""Realistic synthetic raw page views for demos and benchmarks, written fast.
 
-Sessions start on a daily rhythm over the last ``days`` days; page popularity is Zipf-like;
-session lengths are geometric (so about a third bounce); browsers, systems, devices, referrers
-and UTM campaigns follow plausible mixes. The seed fixes the traffic's shape; the event and
+Each tracked session is one visitor (one tracking id). Visitors first arrive on a daily rhythm
+over the last ``days`` days; about 30% come back, some many times (a geometric count of returns,
+at most ``MAX_RETURNS``), each return an hour to a week after their last page view, and only
+while their cookie lives (``SESSION_COOKIE_AGE`` from the first page view) and before ``end``.
+Every visit's first page view carries a referrer and campaign drawn afresh, its later page views
+none; browser, system and device are the visitor's. Page popularity is Zipf-like; visit lengths
+are geometric (so about a third bounce); about one visit in a hundred pauses once for about the
+visit timeout (``TRACKER_VISIT_TIMEOUT``), just under, exactly at or just over it, so that
+aggregation meets gaps at its threshold. The seed fixes the traffic's shape; the event and
 tracking ids are fresh on every run, so running twice adds traffic instead of colliding.
 
-Sessions are written in the order they start, with time-ordered ids (UUIDv7) made for the visit
-time and the session start, as the tracker would have made them: every index of the raw visits
-then grows at its right edge, which makes the load much cheaper than random-order inserts.
+Ids are time-ordered (UUIDv7), made for the page view's time and the visitor's first page view,
+as the tracker would have made them. Visits are drawn in the order they start (a visitor's
+returns wait in a heap until the arrivals reach them) and each write's rows are sorted by time,
+so rows are stored nearly in time order, as the tracker stores them: the time and event id
+indexes then grow at their right edge, which makes the load much cheaper than random-order
+inserts (writing each visitor's returns with its first visit cost the server a fifth more).
 
 PostgreSQL gets the rows through binary ``COPY`` (about ten times faster than ``bulk_create``);
-other databases through ``bulk_create`` in chunks. Memory stays flat: rows are produced per chunk
-and session starts per hour.
+other databases through ``bulk_create`` in chunks. Memory stays flat: rows are held per write
+(per chunk for ``bulk_create``), first arrivals per hour, and returning visitors until their
+last return (about 20 MB at 10M rows over 30 days).
 """
 
 from __future__ import annotations
@@ -23,22 +33,33 @@ import struct
 import uuid
 from bisect import bisect
 from collections.abc import Iterable, Iterator
+from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from functools import cache
+from heapq import heappop, heappush
 from itertools import accumulate, islice
 
+from django.conf import settings
 from django.db import connection, transaction
 from django.utils import timezone
 from tqdm import tqdm
 
-from tracker.ids import RANDOM_BITS, uuid7_int
+from tracker.ids import RANDOM_BITS, UNIX_EPOCH, uuid7_int
 from tracker.models import Visit
 
-CHUNK_SESSIONS = 20_000  # per transaction
+CHUNK_SESSIONS = 20_000  # visitors per transaction
 WRITE_ROWS = 1_500  # per COPY write
 HOUR_MICROS = 3_600_000_000
 MAX_SESSION_PAGES = 60
-CONTINUE_PROBABILITY = 0.65  # geometric session length: mean ~2.9 pages, ~35% bounces
+CONTINUE_PROBABILITY = 0.65  # geometric visit length: mean ~2.9 pages, ~35% bounces
+RETURN_PROBABILITY = 0.3  # of a visitor coming back at least once
+RETURN_AGAIN_PROBABILITY = 0.55  # geometric returns: ~2.2 for those who come back at all
+MAX_RETURNS = 20
+# Seconds from a visit's last page view to the next visit, log-uniform: as many come back within
+# the next few hours as after a few days.
+RETURN_AFTER = (3_600, 7 * 86_400)
+PAUSE_PROBABILITY = 0.015  # of a visit of two pages or more (about 1% of all visits)
+PAUSE_SECONDS = 30  # how far under or over the visit timeout a pause ends
 
 SECTIONS = ["blog", "docs", "guides", "changelog", "customers"]
 TOP_PAGES = ["/", "/pricing/", "/about/", "/features/", "/contact/", "/signup/", "/login/"]
@@ -105,8 +126,27 @@ def _site_paths(count: int = 300) -> list[str]:
     return paths
 
 
+def _agent_mix() -> list[tuple[float, tuple[bytes, bytes]]]:
+    """Each device, system and browser with the chance of drawing them one after the other,
+    encoded once: as they end a visit's first row (after its source) and a later row."""
+    mix = []
+    device_total = sum(weight for weight, _ in DEVICES)
+    for device_weight, device in DEVICES:
+        system_total = sum(weight for weight, _ in SYSTEMS[device])
+        for system_weight, system in SYSTEMS[device]:
+            browser_total = sum(weight for weight, _ in BROWSERS[system])
+            for browser_weight, browser in BROWSERS[system]:
+                device_chance = device_weight / device_total
+                system_chance = system_weight / system_total
+                chance = device_chance * system_chance * browser_weight / browser_total
+                agent = copy_field(browser) + copy_field(system) + copy_field(device)
+                mix.append((chance, (agent, EMPTY_FIELD * 4 + agent)))
+    return mix
+
+
 class TrafficModel:
-    """Draws sessions: start on the daily rhythm, device mix, first touch, pages and gaps.
+    """Draws visitors: first arrival on the daily rhythm, device mix, returns, and per visit its
+    source, pages and gaps.
 
     Per-visit draws come from lookup tables indexed by random bits, and rows are built as binary
     COPY rows directly, with the tables holding encoded fields: Python's per-row cost must stay
@@ -116,11 +156,20 @@ class TrafficModel:
     def __init__(self, *, seed: int, days: int, end: datetime) -> None:
         self.rng = rng = random.Random(seed)
         self.start_seconds = int((end - timedelta(days=days)).timestamp())
+        self.end_micros = (end - UNIX_EPOCH) // timedelta(microseconds=1)
         self.days = days
+        self.cookie_age_micros = settings.SESSION_COOKIE_AGE * 1_000_000
         paths = _site_paths()
         page = _Picker([(1 / rank**1.1, path) for rank, path in enumerate(paths, 1)])
         self.pages = [copy_field(page(rng)) for _ in range(1 << 16)]
         self.gaps = [int(rng.expovariate(1 / 45) * 1e6) + 1_000_000 for _ in range(1 << 12)]
+        low, high = map(math.log, RETURN_AFTER)
+        self.returns_after = [int(math.exp(rng.uniform(low, high)) * 1e6) for _ in range(1 << 12)]
+        # Whole seconds, so that some pauses last exactly the timeout (which continues a visit).
+        timeout = settings.TRACKER_VISIT_TIMEOUT
+        self.pauses = [
+            (timeout + seconds) * 1_000_000 for seconds in range(-PAUSE_SECONDS, PAUSE_SECONDS + 1)
+        ]
         # status and response time, 1% not found
         self.tails = [
             STATUS_AND_RESPONSE.pack(
@@ -129,23 +178,39 @@ class TrafficModel:
             for _ in range(1 << 10)
         ]
         self.hour = _Picker(list(zip(HOURLY_RHYTHM, range(24), strict=True)))
-        self.device = _Picker(DEVICES)
-        self.system = {device: _Picker(mix) for device, mix in SYSTEMS.items()}
-        self.browser = {system: _Picker(mix) for system, mix in BROWSERS.items()}
-        self.referrer = _Picker(REFERRERS)
-        self.campaign = _Picker(CAMPAIGNS)
+        self.agent = _Picker(_agent_mix())
+        # A visit's source as the encoded utm_source, utm_medium, utm_campaign, referrer_host.
+        self.campaign = _Picker(
+            [(weight, b"".join(map(copy_field, utm))) for weight, utm in CAMPAIGNS]
+        )
+        self.referrer = _Picker([(weight, copy_field(host)) for weight, host in REFERRERS])
         self.log_continue = math.log(CONTINUE_PROBABILITY)
+        self.log_return_again = math.log(RETURN_AGAIN_PROBABILITY)
         # Fresh ids each run (their random bits); the seed fixes everything else.
         self.salt = secrets.randbits(RANDOM_BITS)
+        # Returns still to come: (start, times scheduled so far, visitor), earliest first. Only
+        # returning visitors wait here, about three days' worth of them.
+        self.pending: list[tuple[int, int, _Visitor]] = []
+        self.scheduled = 0
 
     def session_length(self) -> int:
+        """Return a visit's page count."""
         pages = 1 + int(math.log(1.0 - self.rng.random()) / self.log_continue)
         return min(pages, MAX_SESSION_PAGES)
 
-    def session_starts(self, sessions: int) -> Iterator[int]:
-        """Yield ``sessions`` start times (Unix microseconds) in chronological order.
+    def return_count(self) -> int:
+        """Return how many times a visitor means to come back, if its cookie and the window
+        allow."""
+        rng = self.rng
+        if rng.random() >= RETURN_PROBABILITY:
+            return 0
+        returns = 1 + int(math.log(1.0 - rng.random()) / self.log_return_again)
+        return min(returns, MAX_RETURNS)
 
-        Each session's day (uniform) and hour (on the daily rhythm) are drawn but only counted;
+    def session_starts(self, sessions: int) -> Iterator[int]:
+        """Yield ``sessions`` visitors' first arrivals (Unix microseconds) in chronological order.
+
+        Each arrival's day (uniform) and hour (on the daily rhythm) are drawn but only counted;
         then each hour's starts are drawn and sorted, so memory holds one hour's sessions.
         """
         rng = self.rng
@@ -157,25 +222,76 @@ class TrafficModel:
             for offset in sorted([rng.randrange(HOUR_MICROS) for _ in range(count)]):
                 yield hour_start + offset
 
-    def session_rows(self, start: int) -> list[bytes]:
-        """Return the visits of a session starting at ``start`` (Unix microseconds) as binary
-        COPY rows, columns in ``COPY_COLUMNS`` order."""
+    def row_batches(self, arrivals: Iterable[int], *, flush: bool) -> Iterator[list[bytes]]:
+        """Yield, as binary COPY rows in ``COPY_COLUMNS`` order, the page views of visitors first
+        arriving at ``arrivals`` (Unix microseconds, chronological) and of the returns due by
+        then, or of all returns still to come if ``flush``; at least ``WRITE_ROWS`` rows at a
+        time, each batch sorted by time.
+
+        Visits are drawn in the order they start, so rows come nearly in time order, as the
+        tracker would have stored them. Sorting the rows sorts them by event id, which follows
+        the page view's time: every row starts with the same field count and event id length.
+        """
+        pending = self.pending
+        rows: list[bytes] = []
+        for arrival in arrivals:
+            while pending and pending[0][0] <= arrival:
+                start, _, visitor = heappop(pending)
+                rows += self.visit_rows(visitor, start)
+            rows += self.visit_rows(self.visitor(arrival), arrival)
+            if len(rows) >= WRITE_ROWS:
+                rows.sort()
+                yield rows
+                rows = []
+        while flush and pending:
+            start, _, visitor = heappop(pending)
+            rows += self.visit_rows(visitor, start)
+            if len(rows) >= WRITE_ROWS:
+                rows.sort()
+                yield rows
+                rows = []
+        rows.sort()
+        yield rows
+
+    def visitor(self, arrival: int) -> _Visitor:
+        """Draw a visitor first arriving at ``arrival``: its tracking id, device and returns."""
+        rng = self.rng
+        tracking_id = uuid7_int(unix_ns=arrival * 1000, random_bits=rng.getrandbits(62) ^ self.salt)
+        agent, later = self.agent(rng)
+        return _Visitor(
+            tracking_field=UUID_LENGTH + tracking_id.to_bytes(16),
+            agent=agent,
+            later=later,
+            # The cookie's expiry and the end of the window cut the visitor's page views short.
+            limit=min(arrival + self.cookie_age_micros, self.end_micros),
+            returns=self.return_count(),
+        )
+
+    def visit_rows(self, visitor: _Visitor, start: int) -> list[bytes]:
+        """Return the page views of ``visitor``'s visit starting at ``start`` and schedule its
+        next return, if any is left and due before its limit."""
         rng = self.rng
         bits = rng.getrandbits
         salt = self.salt
-        tracking_id = uuid7_int(unix_ns=start * 1000, random_bits=bits(62) ^ salt)
-        tracking_field = UUID_LENGTH + tracking_id.to_bytes(16)
-        device = self.device(rng)
-        system = self.system[device](rng)
-        browser = self.browser[system](rng)
-        source, medium, campaign = self.campaign(rng)
-        agent = copy_field(browser) + copy_field(system) + copy_field(device)
-        # The first page carries the referrer and campaign; later pages come from the site.
-        first = b"".join(map(copy_field, (source, medium, campaign, self.referrer(rng)))) + agent
-        later = EMPTY_FIELD * 4 + agent
+        page_fields, gaps, tails = self.pages, self.gaps, self.tails
+        tracking_field = visitor.tracking_field
+        limit = visitor.limit
+        later = visitor.later
+        # A visit's first page carries its own referrer and campaign; later pages come from the
+        # site.
+        first = self.campaign(rng) + self.referrer(rng) + visitor.agent
+        pages = self.session_length()
+        paused = rng.randrange(1, pages) if pages > 1 and rng.random() < PAUSE_PROBABILITY else 0
         rows = []
         micros = start
-        for position in range(self.session_length()):
+        for position in range(pages):
+            if position:
+                if position == paused:
+                    micros += self.pauses[rng.randrange(len(self.pauses))]
+                else:
+                    micros += gaps[bits(12)]
+                if micros >= limit:
+                    break
             event_id = uuid7_int(unix_ns=micros * 1000, random_bits=bits(62) ^ salt)
             rows.append(
                 b"".join(
@@ -185,14 +301,31 @@ class TrafficModel:
                         tracking_field,
                         TIMESTAMP_LENGTH,
                         (micros - POSTGRES_EPOCH_MICROS).to_bytes(8, signed=True),
-                        self.pages[bits(16)],
+                        page_fields[bits(16)],
                         later if position else first,
-                        self.tails[bits(10)],
+                        tails[bits(10)],
                     )
                 )
             )
-            micros += self.gaps[bits(12)]
+        if visitor.returns:
+            visitor.returns -= 1
+            micros += self.returns_after[bits(12)]
+            if micros < limit:
+                self.scheduled += 1
+                heappush(self.pending, (micros, self.scheduled, visitor))
         return rows
+
+
+@dataclass(slots=True)
+class _Visitor:
+    """What a visitor keeps between its visits: the encoded fields of its rows, the time its
+    page views must come before, and how many returns it has left."""
+
+    tracking_field: bytes
+    agent: bytes
+    later: bytes
+    limit: int
+    returns: int
 
 
 COPY_COLUMNS = [
@@ -235,16 +368,18 @@ def copy_field(text: str) -> bytes:
 def traffic_generate(
     *, sessions: int, days: int, seed: int, end: datetime | None = None, progress: bool = True
 ) -> int:
-    """Write ``sessions`` synthetic sessions' raw visits ending at ``end``; return the row count."""
+    """Write the page views of ``sessions`` synthetic visitors over the ``days`` days before
+    ``end``; return the row count."""
     model = TrafficModel(seed=seed, days=days, end=end or timezone.now() - timedelta(hours=1))
     write = _copy_chunk if connection.vendor == "postgresql" else _bulk_create_chunk
     starts = model.session_starts(sessions)
     written = 0
-    with tqdm(total=sessions, unit="session", disable=not progress or None) as bar:
+    with tqdm(total=sessions, unit="visitor", disable=not progress or None) as bar:
         for begin in range(0, sessions, CHUNK_SESSIONS):
             count = min(CHUNK_SESSIONS, sessions - begin)
+            arrivals = islice(starts, count)
             with transaction.atomic():
-                written += write(model, islice(starts, count))
+                written += write(model.row_batches(arrivals, flush=begin + count == sessions))
             bar.update(count)
     if connection.vendor == "postgresql":
         # Fresh planner statistics, so the next aggregation plans for the rows just loaded.
@@ -253,28 +388,24 @@ def traffic_generate(
     return written
 
 
-def _copy_chunk(model: TrafficModel, starts: Iterable[int]) -> int:
-    """COPY binary rows straight to the server, a few hundred sessions per write so it works
+def _copy_chunk(batches: Iterable[list[bytes]]) -> int:
+    """COPY binary rows straight to the server, a few hundred visitors' per write so it works
     meanwhile."""
     statement = (
         f"COPY {Visit._meta.db_table} ({', '.join(COPY_COLUMNS)}) FROM STDIN (FORMAT BINARY)"
     )
     written = 0
-    rows: list[bytes] = []
     with connection.cursor() as cursor, cursor.copy(statement) as copy:
         copy.write(COPY_HEADER)
-        for start in starts:
-            rows += model.session_rows(start)
-            if len(rows) >= WRITE_ROWS:
-                copy.write(b"".join(rows))
-                written += len(rows)
-                rows = []
-        copy.write(b"".join(rows) + COPY_TRAILER)
-    return written + len(rows)
+        for rows in batches:
+            copy.write(b"".join(rows))
+            written += len(rows)
+        copy.write(COPY_TRAILER)
+    return written
 
 
-def _bulk_create_chunk(model: TrafficModel, starts: Iterable[int]) -> int:
-    visits = [visit_from_copy_row(row) for start in starts for row in model.session_rows(start)]
+def _bulk_create_chunk(batches: Iterable[list[bytes]]) -> int:
+    visits = [visit_from_copy_row(row) for rows in batches for row in rows]
     Visit.objects.bulk_create(visits, batch_size=500)
     return len(visits)
 

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 from django import template
 
+from dashboard import charts
+
 register = template.Library()
 
 EMPTY_LABELS = {
@@ -82,8 +84,27 @@ def dimension_value(value: str, dimension: str) -> str:
 
 
 @register.filter
+def source(row: dict) -> str:
+    """Where a visit (or a visitor's first visit) came from: its referrer, then any UTM tags."""
+    referrer = dimension_value(row.get("referrer_host", ""), "referrer_host")
+    tags = [row.get(field, "") for field in ("utm_source", "utm_medium", "utm_campaign")]
+    if not any(tags):
+        return referrer
+    return f"{referrer} · " + " / ".join(tag or "\N{EN DASH}" for tag in tags)
+
+
+@register.filter
+def minutes(seconds: int) -> str:
+    """A setting in seconds as people say it: "30 minutes", or "90 seconds" when not whole."""
+    if seconds % 60:
+        return f"{seconds} seconds"
+    count = seconds // 60
+    return "1 minute" if count == 1 else f"{count} minutes"
+
+
+@register.filter
 def short_id(tracking_id) -> str:
-    return str(tracking_id)[:8]
+    return charts.short_id(tracking_id)
 
 
 @register.filter

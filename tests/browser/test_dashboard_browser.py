@@ -1,4 +1,5 @@
-"""The dashboard in a real Chromium: charts drawn, htmx range switches, timelines, Back, XSS."""
+"""The dashboard in a real Chromium: cards and charts drawn, htmx range switches, timelines
+grouped by visit, Back, XSS."""
 
 from __future__ import annotations
 
@@ -13,7 +14,7 @@ from django.core.cache import cache
 from django.utils import timezone
 
 from tests.conftest import ARTIFACTS_DIR
-from tracker.models import Visit
+from tracker.models import TrackedSession, Visit
 from tracker.rollups import visits_aggregate
 
 pytestmark = [pytest.mark.browser, pytest.mark.django_db(transaction=True)]
@@ -24,28 +25,36 @@ PATHS = ["/", "/pricing/", "/about/", "/blog/hello/", "/docs/start/", "/signup/"
 
 
 def recorded_traffic(now: dt.datetime) -> None:
-    """About sixty sessions over 25 days, a third of them in the last week; one hostile path."""
+    """About sixty visitors over 25 days, a third of them in the last week, some coming back
+    (a visit or two more, hours or days later, each from its own source); one hostile path."""
     rng = random.Random(5)
     visits = []
     for number in range(60):
-        started = now - dt.timedelta(days=rng.uniform(0.1, 25), minutes=10)
         tracking_id = uuid.UUID(int=number + 1)
-        for step in range(rng.choice([1, 1, 2, 3, 4, 6])):
-            visits.append(
-                Visit(
-                    event_id=uuid.uuid4(),
-                    tracking_id=tracking_id,
-                    visited_at=started + dt.timedelta(seconds=40 * step),
-                    path=rng.choice(PATHS),
-                    referrer_host=rng.choice(["", "www.google.com", "news.example"]),
-                    browser=rng.choice(["Chrome", "Firefox", "Safari"]),
-                    os="Linux",
-                    device=rng.choice(["desktop", "mobile"]),
-                    status_code=200,
-                    response_ms=10,
+        started = now - dt.timedelta(days=rng.uniform(0.1, 25), minutes=10)
+        browser = rng.choice(["Chrome", "Firefox", "Safari"])
+        device = rng.choice(["desktop", "mobile"])
+        for _ in range(rng.choice([1, 1, 1, 2, 2, 3])):
+            referrer = rng.choice(["", "www.google.com", "news.example"])
+            for step in range(rng.choice([1, 1, 2, 3, 4, 6])):
+                visits.append(
+                    Visit(
+                        event_id=uuid.uuid4(),
+                        tracking_id=tracking_id,
+                        visited_at=started + dt.timedelta(seconds=40 * step),
+                        path=rng.choice(PATHS),
+                        referrer_host=referrer if step == 0 else "",
+                        browser=browser,
+                        os="Linux",
+                        device=device,
+                        status_code=200,
+                        response_ms=10,
+                    )
                 )
+            started = min(
+                now - dt.timedelta(minutes=10), started + dt.timedelta(hours=rng.uniform(1, 72))
             )
-    # The busiest session of the last day, on an attacker-controlled path.
+    # The busiest visit of the last day, on an attacker-controlled path.
     hostile = uuid.UUID(int=999)
     for step in range(12):
         visits.append(
@@ -102,10 +111,12 @@ def screenshot(page, name: str) -> None:
 class DashboardBrowserTests:
     def test_cards_charts_range_switch_timeline_and_back(self, live_server, dashboard_page):
         page = dashboard_page
-        assert page.locator("#cards .card").count() == 6
-        assert page.locator("svg.main-svg").count() >= 3
+        assert page.locator("#cards .card").count() == 8
+        for name in ("fig-timeseries", "fig-visitors-histogram", "fig-histogram", "fig-busiest"):
+            assert page.locator(f"[data-figure='{name}'] svg.main-svg").count() >= 1, name
+        assert int(figure(page, "visits")) > int(figure(page, "visitors")) > 0
         screenshot(page, "dashboard-7d.png")
-        week_sessions = figure(page, "sessions")
+        week_visitors = figure(page, "visitors")
         # A marker on window survives htmx swaps but not a page load.
         page.evaluate("window.__noReload = true")
 
@@ -113,14 +124,14 @@ class DashboardBrowserTests:
         page.wait_for_url(f"{live_server.url}/dashboard/?range=30d")
         page.wait_for_selector('nav.ranges a[data-range="30d"][aria-current="true"]')
         charts_drawn(page)
-        assert figure(page, "sessions") != week_sessions
+        assert figure(page, "visitors") != week_visitors
         assert page.locator(".period").inner_text().startswith("Last 30 days")
         assert page.evaluate("window.__noReload") is True
         screenshot(page, "dashboard-30d.png")
 
         page.locator("#sessions a.open-timeline").first.click()
         page.wait_for_url(re.compile(r"/dashboard/sessions/[0-9a-f-]{36}/\?range=30d$"))
-        page.wait_for_selector("#timeline .timeline ol.steps li")
+        page.wait_for_selector("#timeline .timeline .visit ol.steps li")
         assert page.evaluate("window.__noReload") is True
         screenshot(page, "dashboard-timeline.png")
 
@@ -131,14 +142,29 @@ class DashboardBrowserTests:
         page.go_back()
         page.wait_for_url(f"{live_server.url}/dashboard/")
         page.wait_for_selector('nav.ranges a[data-range="7d"][aria-current="true"]')
-        assert figure(page, "sessions") == week_sessions
+        assert figure(page, "visitors") == week_visitors
         charts_drawn(page)
 
     def test_timeline_by_its_own_url(self, live_server, dashboard_page):
         page = dashboard_page
         page.goto(f"{live_server.url}/dashboard/sessions/{uuid.UUID(int=999)}/")
+        assert page.locator("section.visit").count() == 1
+        assert page.locator("section.visit h3").inner_text() == "Visit 1"
         assert page.locator("ol.steps li").count() == 12
         assert page.locator("ol.steps li").first.locator(".path").inner_text() == XSS_PATH
+        assert "<b>x</b>.example" in page.locator("section.visit .visit-facts").inner_text()
+
+    def test_returning_visitor_timeline_groups_visits(self, live_server, dashboard_page):
+        page = dashboard_page
+        returning = TrackedSession.objects.filter(visits__gte=2).order_by("tracking_id").first()
+        tracking_id = returning.tracking_id
+        page.goto(f"{live_server.url}/dashboard/sessions/{tracking_id}/")
+        visits = page.locator("section.visit")
+        assert visits.count() >= 2
+        assert [visits.nth(n).locator("h3").inner_text() for n in range(2)] == [
+            "Visit 1",
+            "Visit 2",
+        ]
 
     def test_hostile_path_is_text_in_tables_and_charts(self, live_server, dashboard_page):
         page = dashboard_page

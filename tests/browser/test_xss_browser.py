@@ -37,8 +37,9 @@ def record_hostile_visits(drain_visits) -> None:
 class HostileFieldsBrowserTests:
     def test_payloads_in_every_field_render_as_text(self, live_server, browser_page, drain_visits):
         record_hostile_visits(drain_visits)
-        session = TrackedSession.objects.get()
-        assert session.utm_campaign == IMG_PAYLOAD
+        visitor = TrackedSession.objects.get()
+        assert visitor.utm_campaign == IMG_PAYLOAD
+        assert visitor.visits == 1
         get_user_model().objects.create_user("owner", password=PASSWORD, is_staff=True)
         dialogs: list[str] = []
         browser_page.on("dialog", lambda dialog: (dialogs.append(dialog.message), dialog.dismiss()))
@@ -54,8 +55,11 @@ class HostileFieldsBrowserTests:
         assert IMG_PAYLOAD in body  # the campaign and the path, shown as text
         assert browser_page.locator("img[src=x]").count() == 0
 
-        browser_page.goto(f"{live_server.url}/dashboard/sessions/{session.tracking_id}/")
+        browser_page.goto(f"{live_server.url}/dashboard/sessions/{visitor.tracking_id}/")
         browser_page.wait_for_load_state("networkidle")
         assert IMG_PAYLOAD in browser_page.locator("body").inner_text()
+        # The visit's source: the referrer host and the UTM tags, each one text.
+        source = browser_page.locator("section.visit .visit-facts").inner_text()
+        assert IMG_PAYLOAD in source and PAYLOAD in source
         assert browser_page.locator("img[src=x]").count() == 0
         assert dialogs == []

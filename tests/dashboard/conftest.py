@@ -16,7 +16,7 @@ from tracker.rollups import visits_aggregate
 UTC = dt.UTC
 XSS_PATH = "<img src=x onerror=alert(1)>"
 FORMULA_CAMPAIGN = '=HYPERLINK("http://evil.example","x")'
-# The known range: three days; the three days before it hold one session (the baseline).
+# The known range: three days; the three days before it hold one visit (the baseline).
 RANGE_QUERY = "start=2026-01-10&end=2026-01-12"
 
 
@@ -24,7 +24,7 @@ def session_id(number: int) -> uuid.UUID:
     return uuid.UUID(int=number)
 
 
-S0, S1, S2, S3, S4, S5 = (session_id(number) for number in range(1, 7))
+S0, S1, S2, S3, S4, S5, S6 = (session_id(number) for number in range(1, 8))
 
 
 def at(day: int, hour: int, minute: int = 0, second: int = 0) -> dt.datetime:
@@ -45,7 +45,7 @@ def known_visits() -> list[Visit]:
     return [
         # The previous period (7-9 Jan): one bounce.
         visit(S0, at(8, 12), "/"),
-        # S1: 3 pages over 120 s, from a newsletter.
+        # S1: 3 pages over 120 s, from a newsletter (its later pages announce no source).
         visit(
             S1,
             at(10, 10),
@@ -84,6 +84,11 @@ def known_visits() -> list[Visit]:
         visit(S5, at(12, 8, 3), "/signup/"),
         visit(S5, at(12, 8, 4), "/"),
         visit(S5, at(12, 8, 10), "/"),
+        # S6: one visitor, two visits: 55 minutes without a page view start the second.
+        visit(S6, at(11, 14), "/docs/", referrer_host="search.example"),
+        visit(S6, at(11, 14, 5), "/pricing/", referrer_host="search.example"),
+        visit(S6, at(11, 15), "/pricing/"),
+        visit(S6, at(11, 15, 1), "/signup/"),
     ]
 
 

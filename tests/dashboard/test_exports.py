@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import csv
+import datetime as dt
 import io
 
 import pytest
@@ -15,10 +16,14 @@ from tests.dashboard.conftest import (
     S3,
     S4,
     S5,
+    S6,
     XSS_PATH,
+    at,
     body,
+    visit,
 )
-from tracker.models import PageHourly, SessionHourly
+from tracker.models import Visit
+from tracker.rollups import visits_aggregate
 
 pytestmark = pytest.mark.django_db
 
@@ -29,76 +34,113 @@ class StatsJsonTests:
 
         assert stats["start"] == "2026-01-10T00:00:00+00:00"
         assert stats["end"] == "2026-01-13T00:00:00+00:00"
-        assert stats["sessions"] == 5
-        assert stats["pageviews"] == 12
-        assert stats["pages_per_session"] == 2.4
-        assert stats["bounce_rate"] == 0.4
-        assert stats["avg_session_seconds"] == 324.0
+        assert stats["visitors"] == stats["sessions"] == 6
+        assert stats["visits"] == 7
+        assert stats["pageviews"] == 16
+        assert stats["views_per_visit"] == 2.29
+        assert stats["bounce_rate"] == 0.2857
+        assert stats["avg_visit_seconds"] == 282.9
+        assert stats["returning_visits"] == 1
+        assert stats["returning_share"] == 0.1429
         assert stats["live_sessions"] == 0
-        assert stats["previous"]["sessions"] == 1
-        assert stats["change"]["sessions"] == 4.0
+        assert stats["previous"]["visitors"] == stats["previous"]["visits"] == 1
+        assert stats["change"]["visitors"] == 5.0
+        assert stats["change"]["visits"] == 6.0
         assert stats["top_pages"] == [
-            {"path": "/", "pageviews": 5, "sessions": 4},
-            {"path": "/pricing/", "pageviews": 3, "sessions": 2},
-            {"path": "/signup/", "pageviews": 2, "sessions": 2},
-            {"path": "/blog/", "pageviews": 1, "sessions": 1},
-            {"path": XSS_PATH, "pageviews": 1, "sessions": 1},
+            {"path": "/", "pageviews": 5, "visitors": 4},
+            {"path": "/pricing/", "pageviews": 5, "visitors": 3},
+            {"path": "/signup/", "pageviews": 3, "visitors": 3},
+            {"path": "/blog/", "pageviews": 1, "visitors": 1},
+            {"path": "/docs/", "pageviews": 1, "visitors": 1},
+            {"path": XSS_PATH, "pageviews": 1, "visitors": 1},
         ]
-        assert stats["pages_per_session_histogram"] == [
-            {"bucket": "1", "sessions": 2},
-            {"bucket": "2", "sessions": 1},
-            {"bucket": "3", "sessions": 1},
-            {"bucket": "4-5", "sessions": 1},
-            {"bucket": "6-10", "sessions": 0},
-            {"bucket": "11-20", "sessions": 0},
-            {"bucket": "21+", "sessions": 0},
+        assert stats["visits_per_visitor_histogram"] == [
+            {"bucket": "1", "visitors": 5},
+            {"bucket": "2", "visitors": 1},
+            {"bucket": "3", "visitors": 0},
+            {"bucket": "4-5", "visitors": 0},
+            {"bucket": "6-10", "visitors": 0},
+            {"bucket": "11+", "visitors": 0},
+        ]
+        assert stats["pages_per_visit_histogram"] == [
+            {"bucket": "1", "visits": 2},
+            {"bucket": "2", "visits": 3},
+            {"bucket": "3", "visits": 1},
+            {"bucket": "4-5", "visits": 1},
+            {"bucket": "6-10", "visits": 0},
+            {"bucket": "11-20", "visits": 0},
+            {"bucket": "21+", "visits": 0},
         ]
         assert stats["timeseries"] == [
-            # Pageviews follow their session's start: S3's visit after midnight counts on the 10th.
-            {"t": "2026-01-10T00:00:00+00:00", "pageviews": 6, "sessions": 3},
-            {"t": "2026-01-11T00:00:00+00:00", "pageviews": 1, "sessions": 1},
-            {"t": "2026-01-12T00:00:00+00:00", "pageviews": 5, "sessions": 1},
+            # Pageviews follow their visit's start: S3's page after midnight counts on the 10th.
+            {"t": "2026-01-10T00:00:00+00:00", "pageviews": 6, "visits": 3, "visitors": 3},
+            {"t": "2026-01-11T00:00:00+00:00", "pageviews": 5, "visits": 3, "visitors": 2},
+            {"t": "2026-01-12T00:00:00+00:00", "pageviews": 5, "visits": 1, "visitors": 1},
         ]
-
-    def test_figures_equal_the_rollups(self, staff_client, known_data):
-        """Whatever aggregation stores is what the dashboard reports, summed over the range."""
-        stats = staff_client.get(f"/dashboard/api/stats.json?{RANGE_QUERY}").json()
-        in_range = {"hour__gte": "2026-01-10T00:00Z", "hour__lt": "2026-01-13T00:00Z"}
-        totals = SessionHourly.objects.filter(dimension="all", **in_range)
-        assert stats["sessions"] == sum(row.sessions for row in totals)
-        assert stats["bounce_rate"] == round(
-            sum(row.bounces for row in totals) / stats["sessions"], 4
-        )
-        assert stats["pageviews"] == sum(row.pageviews for row in totals)
-        # No session of this data set straddles the range's edges: visit time agrees.
-        pages = PageHourly.objects.filter(**in_range)
-        assert stats["pageviews"] == sum(row.pageviews for row in pages)
-        assert sum(point["pageviews"] for point in stats["timeseries"]) == stats["pageviews"]
-        assert sum(point["sessions"] for point in stats["timeseries"]) == stats["sessions"]
-        histogram = stats["pages_per_session_histogram"]
-        assert sum(row["sessions"] for row in histogram) == stats["sessions"]
 
     def test_hourly_series_for_one_day(self, staff_client, known_data):
         stats = staff_client.get("/dashboard/api/stats.json?start=2026-01-10&end=2026-01-10").json()
         assert len(stats["timeseries"]) == 24
         ten = stats["timeseries"][10]
-        assert ten == {"t": "2026-01-10T10:00:00+00:00", "pageviews": 3, "sessions": 1}
-        assert stats["sessions"] == 3
+        assert ten == {"t": "2026-01-10T10:00:00+00:00", "pageviews": 3, "visits": 1, "visitors": 1}
+        assert stats["visitors"] == stats["visits"] == 3
 
     def test_path_filter(self, staff_client, known_data):
         stats = staff_client.get(f"/dashboard/api/stats.json?{RANGE_QUERY}&path=/").json()
         assert stats["path"] == "/"
         assert stats["pageviews"] == 5  # views of "/"
-        assert stats["sessions"] == 2  # S1 and S2 entered on "/"
+        assert stats["visits"] == stats["visitors"] == 2  # S1 and S2 entered on "/"
         assert stats["bounce_rate"] == 0.5
-        assert stats["top_pages"] == [{"path": "/", "pageviews": 5, "sessions": 4}]
+        assert stats["top_pages"] == [{"path": "/", "pageviews": 5, "visitors": 4}]
 
     def test_empty_range(self, staff_client, db):
         stats = staff_client.get("/dashboard/api/stats.json?range=30d").json()
-        assert stats["sessions"] == 0 and stats["pageviews"] == 0
-        assert stats["pages_per_session"] is None and stats["bounce_rate"] is None
+        assert stats["visitors"] == stats["visits"] == stats["pageviews"] == 0
+        assert stats["views_per_visit"] is None and stats["bounce_rate"] is None
+        assert stats["returning_share"] is None
         assert len(stats["timeseries"]) == 30
         assert stats["top_pages"] == []
+        assert all(row["visitors"] == 0 for row in stats["visits_per_visitor_histogram"])
+
+
+class VisitTimeoutTests:
+    """One visitor's two page views: a new visit only after more than the timeout between them."""
+
+    @pytest.mark.parametrize(
+        ("gap", "visits"),
+        [
+            (dt.timedelta(minutes=29), 1),
+            (dt.timedelta(minutes=30), 1),  # exactly the timeout: still the same visit
+            (dt.timedelta(minutes=30, seconds=1), 2),
+            (dt.timedelta(hours=5), 2),
+        ],
+    )
+    def test_visitor_with_a_gap(self, staff_client, db, gap, visits):
+        first = at(11, 12)
+        Visit.objects.bulk_create([visit(S1, first, "/"), visit(S1, first + gap, "/pricing/")])
+        visits_aggregate()
+        stats = staff_client.get(f"/dashboard/api/stats.json?{RANGE_QUERY}").json()
+        assert stats["visitors"] == 1
+        assert stats["visits"] == visits
+        assert stats["pageviews"] == 2
+        assert stats["returning_visits"] == visits - 1
+        assert stats["bounce_rate"] == (1.0 if visits == 2 else 0.0)
+        histogram = {
+            row["bucket"]: row["visitors"] for row in stats["visits_per_visitor_histogram"]
+        }
+        assert histogram[str(visits)] == 1
+
+    def test_a_new_source_starts_a_new_visit(self, staff_client, db):
+        first = at(11, 12)
+        Visit.objects.bulk_create(
+            [
+                visit(S1, first, "/"),
+                visit(S1, first + dt.timedelta(minutes=1), "/", referrer_host="news.example"),
+            ]
+        )
+        visits_aggregate()
+        stats = staff_client.get(f"/dashboard/api/stats.json?{RANGE_QUERY}").json()
+        assert (stats["visitors"], stats["visits"]) == (1, 2)
 
 
 def rows_of(response) -> list[list[str]]:
@@ -106,18 +148,18 @@ def rows_of(response) -> list[list[str]]:
 
 
 class CsvExportTests:
-    def test_sessions_csv(self, staff_client, known_data):
+    def test_sessions_csv_has_one_row_per_visit(self, staff_client, known_data):
         response = staff_client.get(f"/dashboard/export/sessions.csv?{RANGE_QUERY}")
         assert response["Content-Type"] == "text/csv; charset=utf-8"
         assert 'filename="sessions-2026-01-10-2026-01-12.csv"' in response["Content-Disposition"]
         header, *rows = rows_of(response)
         assert header == [
             "tracking_id",
+            "number",
             "started_at",
-            "last_seen",
-            "duration_seconds",
+            "ended_at",
             "pageviews",
-            "bounced",
+            "duration_seconds",
             "entry_path",
             "exit_path",
             "referrer_host",
@@ -127,16 +169,24 @@ class CsvExportTests:
             "browser",
             "os",
             "device",
-            "ended",
         ]
-        assert [row[0] for row in rows] == [str(s) for s in (S1, S2, S3, S4, S5)]
+        # Oldest first; S0's visit lies before the range.
+        assert [(row[0], row[1]) for row in rows] == [
+            (str(S1), "1"),
+            (str(S2), "1"),
+            (str(S3), "1"),
+            (str(S4), "1"),
+            (str(S6), "1"),
+            (str(S6), "2"),
+            (str(S5), "1"),
+        ]
         assert rows[0] == [
             str(S1),
+            "1",
             "2026-01-10T10:00:00+00:00",
             "2026-01-10T10:02:00+00:00",
-            "120",
             "3",
-            "0",
+            "120",
             "/",
             "/signup/",
             "news.example",
@@ -146,12 +196,45 @@ class CsvExportTests:
             "Chrome",
             "Linux",
             "desktop",
-            "0",
         ]
-        assert rows[2][3:8] == ["900", "2", "0", "/blog/", "/"]
+        assert rows[2][2:8] == [
+            "2026-01-10T23:50:00+00:00",
+            "2026-01-11T00:05:00+00:00",
+            "2",
+            "900",
+            "/blog/",
+            "/",
+        ]
+        # S6's two visits, each with its own start, pages and source.
+        assert rows[4][2:9] == [
+            "2026-01-11T14:00:00+00:00",
+            "2026-01-11T14:05:00+00:00",
+            "2",
+            "300",
+            "/docs/",
+            "/pricing/",
+            "search.example",
+        ]
+        assert rows[5][2:9] == [
+            "2026-01-11T15:00:00+00:00",
+            "2026-01-11T15:01:00+00:00",
+            "2",
+            "60",
+            "/pricing/",
+            "/signup/",
+            "",
+        ]
         # A formula planted in a campaign name stays text in a spreadsheet.
         assert rows[3][11] == "'" + FORMULA_CAMPAIGN
         assert rows[3][6] == XSS_PATH
+
+    def test_sessions_csv_with_path_filter(self, staff_client, known_data):
+        response = staff_client.get(f"/dashboard/export/sessions.csv?{RANGE_QUERY}&path=/pricing/")
+        _, *rows = rows_of(response)
+        assert [(row[0], row[1], row[6]) for row in rows] == [
+            (str(S6), "2", "/pricing/"),
+            (str(S5), "1", "/pricing/"),
+        ]
 
     def test_sessions_csv_never_has_session_keys(self, staff_client, known_data):
         from django.contrib.sessions.models import Session
@@ -164,14 +247,15 @@ class CsvExportTests:
         response = staff_client.get(f"/dashboard/export/pages.csv?{RANGE_QUERY}")
         assert 'filename="pages-2026-01-10-2026-01-12.csv"' in response["Content-Disposition"]
         assert rows_of(response) == [
-            ["path", "pageviews", "sessions"],
+            ["path", "pageviews", "visitors"],
             ["/", "5", "4"],
-            ["/pricing/", "3", "2"],
-            ["/signup/", "2", "2"],
+            ["/pricing/", "5", "3"],
+            ["/signup/", "3", "3"],
             ["/blog/", "1", "1"],
+            ["/docs/", "1", "1"],
             [XSS_PATH, "1", "1"],
         ]
 
     def test_pages_csv_with_path_filter(self, staff_client, known_data):
         response = staff_client.get(f"/dashboard/export/pages.csv?{RANGE_QUERY}&path=/signup/")
-        assert rows_of(response) == [["path", "pageviews", "sessions"], ["/signup/", "2", "2"]]
+        assert rows_of(response) == [["path", "pageviews", "visitors"], ["/signup/", "3", "3"]]

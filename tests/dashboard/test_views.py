@@ -4,7 +4,7 @@ from urllib.parse import quote
 
 import pytest
 
-from tests.dashboard.conftest import HTMX, RANGE_QUERY, S1, XSS_PATH, body
+from tests.dashboard.conftest import HTMX, RANGE_QUERY, S0, S1, S5, S6, XSS_PATH, body
 
 pytestmark = pytest.mark.django_db
 
@@ -84,13 +84,18 @@ class PageAndPartialTests:
         text = body(
             staff_client.get(f"/dashboard/?{RANGE_QUERY}", headers={**HTMX, "HX-Target": "cards"})
         )
-        assert 'data-figure-name="sessions">5<' in text
-        assert 'data-figure-name="pageviews">12<' in text
-        assert 'data-figure-name="bounce_rate">40%<' in text
-        assert 'data-figure-name="avg_session_seconds">5m 24s<' in text
-        assert "+400%" in text  # sessions: 5 against 1 in the three days before
+        assert 'data-figure-name="visitors">6<' in text
+        assert 'data-figure-name="visits">7<' in text  # S6 came twice
+        assert 'data-figure-name="pageviews">16<' in text
+        assert 'data-figure-name="views_per_visit">2.3<' in text  # 16 / 7
+        assert 'data-figure-name="bounce_rate">29%<' in text  # 2 of 7
+        assert 'data-figure-name="avg_visit_seconds">4m 43s<' in text  # 1980 s / 7
+        assert '1 of 7 visits">14%<' in text  # returning: S6's second visit
+        assert "+500%" in text  # visitors: 6 against 1 in the three days before
+        assert "+600%" in text  # visits: 7 against 1
+        assert text.count('class="figure"') == 8
 
-    def test_live_partial_counts_recent_sessions(self, staff_client, db):
+    def test_live_partial_counts_recent_visitors(self, staff_client, db):
         from django.utils import timezone
 
         from tests.dashboard.conftest import visit
@@ -103,10 +108,32 @@ class PageAndPartialTests:
         text = body(staff_client.get("/dashboard/", headers={**HTMX, "HX-Target": "live"}))
         assert 'data-figure-name="live_sessions">1<' in text
 
-    def test_sessions_table_pages(self, staff_client, known_data):
+    def test_visitors_table_lists_visitors_first_seen_in_range(self, staff_client, known_data):
+        text = body(
+            staff_client.get(
+                f"/dashboard/?{RANGE_QUERY}", headers={**HTMX, "HX-Target": "sessions"}
+            )
+        )
+        assert "6 first seen in this range" in text
+        assert "1\N{EN DASH}6 · page 1 of 1" in text
+        assert f"/dashboard/sessions/{S1}/" in text and f"/dashboard/sessions/{S6}/" in text
+        assert f"/dashboard/sessions/{S0}/" not in text  # first seen before the range
+        rows = text.split("<tbody>")[1].split("</tr>")
+        # Newest first: S5 (12th), then S6 with its two visits, four pages and first source.
+        assert str(S5)[-8:] in rows[0] and str(S6)[-8:] in rows[1]
+        assert '<td class="num">2</td>' in rows[1] and '<td class="num">4</td>' in rows[1]
+        assert "search.example" in rows[1]
+        assert "news.example · newsletter / email / winter" in text  # S1's first source
+
+    def test_visitors_table_pages(self, staff_client, known_data, monkeypatch):
+        from dashboard import panels
+
+        monkeypatch.setattr(panels, "SESSIONS_PER_PAGE", 4)
         first = body(staff_client.get(f"/dashboard/?{RANGE_QUERY}"))
-        assert "1\N{EN DASH}5 · page 1 of 1" in first
-        assert f"/dashboard/sessions/{S1}/" in first
+        assert "1\N{EN DASH}4 · page 1 of 2" in first
+        second = body(staff_client.get(f"/dashboard/?{RANGE_QUERY}&page=2"))
+        assert "5\N{EN DASH}6 · page 2 of 2" in second
+        assert f"/dashboard/sessions/{S1}/" in second
 
     def test_page_beyond_the_last_shows_the_last(self, staff_client, known_data):
         text = body(staff_client.get(f"/dashboard/?{RANGE_QUERY}&page=99"))
@@ -115,8 +142,33 @@ class PageAndPartialTests:
     def test_path_filter_narrows_page_figures(self, staff_client, known_data):
         url = f"/dashboard/?{RANGE_QUERY}&path=/pricing/"
         text = body(staff_client.get(url, headers={**HTMX, "HX-Target": "cards"}))
-        assert 'data-figure-name="pageviews">3<' in text  # views of /pricing/
-        assert 'data-figure-name="sessions">1<' in text  # S5 entered there
+        assert 'data-figure-name="pageviews">5<' in text  # views of /pricing/
+        assert 'data-figure-name="visits">2<' in text  # S5's visit and S6's second entered there
+        assert 'data-figure-name="visitors">2<' in text
+        assert "Visitors entering here" in text
+
+    def test_visits_panel_has_both_histograms_and_busiest_visits(self, staff_client, known_data):
+        text = body(
+            staff_client.get(f"/dashboard/?{RANGE_QUERY}", headers={**HTMX, "HX-Target": "visits"})
+        )
+        for title in ("Visits per session", "Pages per visit", "Busiest visits"):
+            assert title in text
+        for figure in ("fig-visitors-histogram", "fig-histogram", "fig-busiest"):
+            assert f'id="{figure}"' in text
+        # Visitors by visits made: five came once, S6 twice.
+        assert '<tr><td>1</td><td class="num">5</td></tr>' in text
+        assert '<tr><td>2</td><td class="num">1</td></tr>' in text
+        assert "#2" in text  # S6's second visit among the busiest
+
+    def test_breakdowns_show_visits_and_bounce_rate(self, staff_client, known_data):
+        text = body(
+            staff_client.get(f"/dashboard/?{RANGE_QUERY}", headers={**HTMX, "HX-Target": "sources"})
+        )
+        # Referrers: direct (S2, S5, S6's second visit; S4's is hostile), search.example twice.
+        row = text.split("search.example</td>")[1].split("</tr>")[0]
+        assert '<td class="num">2</td><td class="num">0%</td>' in row
+        direct = text.split("(direct)</td>")[1].split("</tr>")[0]
+        assert '<td class="num">3</td><td class="num">33%</td>' in direct
 
 
 class SessionTimelineTests:
@@ -126,6 +178,29 @@ class SessionTimelineTests:
         steps = text[text.index('<ol class="steps">') :]
         assert steps.index("/pricing/") < steps.index("/signup/")
         assert "30s" in text and "1m 30s" in text and "last page" in text
+        assert "Visit 1" in text and "Visit 2" not in text
+        assert "news.example · newsletter / email / winter" in text
+
+    def test_timeline_groups_page_views_by_visit(self, staff_client, known_data):
+        text = body(staff_client.get(f"/dashboard/sessions/{S6}/"))
+        first, second = text.split('<section class="visit"')[1:]
+        assert "Visit 1" in first and "Visit 2" in second
+        assert "search.example" in first and "(direct)" in second
+        assert "5m 00s" in first and "1m 00s" in second  # each visit's duration
+        assert first.count("<li>") == 2 and second.count("<li>") == 2
+        assert "/docs/" in first and "/signup/" in second
+        # The gap between the visits is no time on a page: each visit ends on its last page.
+        assert first.count("last page") == 1 and "55m" not in text
+
+    def test_page_views_not_aggregated_yet_are_the_last_group(self, staff_client, known_data):
+        from tests.dashboard.conftest import at, visit
+        from tracker.models import Visit
+
+        Visit.objects.bulk_create([visit(S6, at(11, 18), "/late/")])
+        text = body(staff_client.get(f"/dashboard/sessions/{S6}/"))
+        groups = text.split('<section class="visit"')[1:]
+        assert len(groups) == 3
+        assert "not aggregated yet" in groups[-1].lower() and "/late/" in groups[-1]
 
     def test_timeline_htmx_is_the_partial(self, staff_client, known_data):
         response = staff_client.get(
@@ -146,7 +221,8 @@ class SessionTimelineTests:
         Visit.objects.filter(tracking_id=S1).delete()
         text = body(staff_client.get(f"/dashboard/sessions/{S1}/"))
         assert "pruned" in text
-        assert "2m 00s" in text  # the summary's duration is kept
+        assert "2m 00s" in text  # the visit summary's duration is kept
+        assert "Visit 1" in text and '<ol class="steps">' not in text
 
 
 class BadParameterTests:
@@ -229,19 +305,19 @@ class QueryCountTests:
     """Panels read rollups with a fixed number of queries, whatever the data (no N+1).
 
     Two of them are the login's session and user; one reads the aggregation stamp; one ranks
-    the session dimensions of every panel that shows some.
+    the visit dimensions of every panel that shows some.
     """
 
     @pytest.mark.parametrize(
         ("target", "cold", "warm"),
         [
-            (None, 12, 6),
-            ("panels", 12, 6),
-            ("cards", 5, 4),
+            (None, 17, 6),
+            ("panels", 17, 6),
+            ("cards", 7, 4),
             ("live", 3, 3),
-            ("visits", 5, 3),
-            ("over-time", 4, 3),
-            ("pages", 5, 3),
+            ("visits", 6, 3),
+            ("over-time", 5, 3),
+            ("pages", 6, 3),
             ("sources", 4, 3),
             ("tech", 4, 3),
             ("sessions", 4, 4),
@@ -261,11 +337,11 @@ class QueryCountTests:
         self, staff_client, known_data, django_assert_num_queries
     ):
         for url, queries in [
-            (f"/dashboard/api/stats.json?{RANGE_QUERY}", 8),
+            (f"/dashboard/api/stats.json?{RANGE_QUERY}", 13),
             (f"/dashboard/api/stats.json?{RANGE_QUERY}", 4),  # cached figures, fresh "live"
-            (f"/dashboard/export/pages.csv?{RANGE_QUERY}", 3),
+            (f"/dashboard/export/pages.csv?{RANGE_QUERY}", 4),
             (f"/dashboard/export/sessions.csv?{RANGE_QUERY}", 3),
-            (f"/dashboard/sessions/{S1}/", 4),
+            (f"/dashboard/sessions/{S1}/", 6),
         ]:
             with django_assert_num_queries(queries):
                 body(staff_client.get(url))
@@ -279,13 +355,13 @@ class CacheTests:
 
         url = f"/dashboard/?{RANGE_QUERY}"
         cards = {**HTMX, "HX-Target": "cards"}
-        assert 'data-figure-name="sessions">5<' in body(staff_client.get(url, headers=cards))
-        assert staff_client.get(f"/dashboard/api/stats.json?{RANGE_QUERY}").json()["sessions"] == 5
+        assert 'data-figure-name="visitors">6<' in body(staff_client.get(url, headers=cards))
+        assert staff_client.get(f"/dashboard/api/stats.json?{RANGE_QUERY}").json()["visitors"] == 6
         Visit.objects.bulk_create([visit(session_id(50), at(12, 20), "/late/")])
         # Not aggregated yet: the rollups, and so the cached panels, are unchanged.
-        assert 'data-figure-name="sessions">5<' in body(staff_client.get(url, headers=cards))
+        assert 'data-figure-name="visitors">6<' in body(staff_client.get(url, headers=cards))
         visits_aggregate()
-        assert 'data-figure-name="sessions">6<' in body(staff_client.get(url, headers=cards))
+        assert 'data-figure-name="visitors">7<' in body(staff_client.get(url, headers=cards))
         assert "/late/" in body(staff_client.get(url, headers={**HTMX, "HX-Target": "pages"}))
         stats = staff_client.get(f"/dashboard/api/stats.json?{RANGE_QUERY}").json()
-        assert stats["sessions"] == 6
+        assert stats["visitors"] == stats["sessions"] == 7

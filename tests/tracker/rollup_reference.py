@@ -1,25 +1,40 @@
-"""Seeded random raw visits and rollups recomputed from them in plain Python, as test oracles."""
+"""Seeded random raw page views, and visits and rollups recomputed from them in plain Python,
+as test oracles.
+
+The reference splits visits by walking each visitor's page views in order, as the definition
+reads; aggregation does it with window functions in SQL.
+"""
 
 from __future__ import annotations
 
+import itertools
 import random
 import uuid
 from collections import defaultdict
+from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 
+from django.conf import settings
+
 from tracker.models import (
+    VISITOR_LAGS,
     PageDaily,
     PageHourly,
-    SessionDaily,
-    SessionHourly,
+    PageVisitorDaily,
+    PageVisitorHourly,
     TrackedSession,
     Visit,
+    VisitDaily,
+    VisitHourly,
+    VisitorDaily,
+    VisitorHourly,
+    VisitSummary,
 )
 
 START = datetime(2026, 3, 1, 8, 0, tzinfo=UTC)
 PATHS = ["/", "/about/", "/pricing/", "/blog/", "/blog/a/", "/blog/b/", "/docs/", "/contact/"]
-REFERRERS = ["", "", "news.example.com", "search.example.org"]
-UTM_SOURCES = ["", "", "newsletter", "twitter"]
+REFERRERS = ["", "", "", "", "news.example.com", "search.example.org"]
+UTM_SOURCES = ["", "", "", "", "", "newsletter", "twitter"]
 BROWSERS = ["Chrome", "Firefox", "Safari", ""]
 SYSTEMS = ["Linux", "Windows", "iOS", "Android"]
 DEVICES = ["desktop", "mobile", "tablet", "other"]
@@ -38,21 +53,58 @@ SESSION_FIELDS = [
     "browser",
     "os",
     "device",
+    "visits",
 ]
-FIRST_TOUCH = SESSION_FIELDS[7:]
+FIRST_TOUCH = SESSION_FIELDS[7:14]
+SOURCE = ["referrer_host", "utm_source", "utm_medium", "utm_campaign"]
+VISIT_FIELDS = [
+    "tracking_id",
+    "number",
+    "first_pageview_id",
+    "started_at",
+    "ended_at",
+    "pageviews",
+    "duration_seconds",
+    "entry_path",
+    "exit_path",
+    *FIRST_TOUCH,
+]
+MEASURES = ["visits", "pageviews", "bounces", "duration_seconds", "returning_visits"]
 
 
-def random_visits(*, seed: int, sessions: int, start: datetime = START) -> list[Visit]:
-    """Return unsaved visits of random sessions over a few hours, shuffled like late arrivals.
+def _gap(rng: random.Random, timeout: int) -> timedelta:
+    """A pause between two page views of a visitor, with the shapes that break sessionizing."""
+    roll = rng.random()
+    if roll < 0.2:
+        return timedelta(0)  # a tie on time
+    if roll < 0.3:
+        return timedelta(seconds=timeout)  # exactly the timeout: same visit
+    if roll < 0.35:
+        return timedelta(seconds=timeout, microseconds=1)  # just over: a new visit
+    if roll < 0.4:
+        return timedelta(seconds=timeout - 1, microseconds=999_999)
+    if roll < 0.5:
+        return timedelta(hours=rng.randrange(1, 72), seconds=rng.randrange(3600))  # returns
+    return timedelta(seconds=rng.randrange(1, timeout), microseconds=rng.randrange(10**6))
 
-    Times include exact ties inside a session and sessions that cross hour boundaries.
+
+def random_visits(
+    *, seed: int, sessions: int, start: datetime = START, hours: int = 5
+) -> list[Visit]:
+    """Return unsaved page views of random visitors, shuffled like late arrivals.
+
+    Gaps include exact ties, pauses exactly at, just under and just over the timeout, and
+    returns hours or days later; about one page view in five announces a source, often another
+    one than its visit's. Visits cross hour, midnight and daylight-saving boundaries when
+    ``start`` is near one.
     """
+    timeout = settings.TRACKER_VISIT_TIMEOUT
     rng = random.Random(seed)
     visits = []
     for _ in range(sessions):
         tracking_id = uuid.UUID(int=rng.getrandbits(128))
         moment = start + timedelta(
-            seconds=rng.randrange(0, 5 * 3600), microseconds=rng.randrange(10**6)
+            seconds=rng.randrange(0, hours * 3600), microseconds=rng.randrange(10**6)
         )
         for _ in range(1 + min(int(rng.expovariate(0.4)), 30)):
             visits.append(
@@ -62,8 +114,8 @@ def random_visits(*, seed: int, sessions: int, start: datetime = START) -> list[
                     visited_at=moment,
                     path=rng.choice(PATHS),
                     utm_source=rng.choice(UTM_SOURCES),
-                    utm_medium=rng.choice(["", "email"]),
-                    utm_campaign=rng.choice(["", "spring"]),
+                    utm_medium=rng.choice(["", "", "", "", "email"]),
+                    utm_campaign=rng.choice(["", "", "", "", "spring"]),
                     referrer_host=rng.choice(REFERRERS),
                     browser=rng.choice(BROWSERS),
                     os=rng.choice(SYSTEMS),
@@ -72,10 +124,7 @@ def random_visits(*, seed: int, sessions: int, start: datetime = START) -> list[
                     response_ms=rng.randrange(1, 500),
                 )
             )
-            if rng.random() < 0.8:  # otherwise the next visit ties on time
-                moment += timedelta(
-                    seconds=rng.randrange(1, 1500), microseconds=rng.randrange(10**6)
-                )
+            moment += _gap(rng, timeout)
     rng.shuffle(visits)
     return visits
 
@@ -97,78 +146,169 @@ def pages_bucket(pageviews: int) -> str:
     return "21+"
 
 
+@dataclass
+class ReferenceVisit:
+    tracking_id: uuid.UUID
+    number: int
+    views: list[Visit] = field(default_factory=list)
+
+    @property
+    def first(self) -> Visit:
+        return self.views[0]
+
+    @property
+    def started_at(self) -> datetime:
+        return self.views[0].visited_at
+
+    @property
+    def row(self) -> tuple:
+        first, last = self.views[0], self.views[-1]
+        return (
+            self.tracking_id,
+            self.number,
+            first.id,
+            first.visited_at,
+            last.visited_at,
+            len(self.views),
+            (last.visited_at - first.visited_at) // timedelta(seconds=1),
+            first.path,
+            last.path,
+            *(getattr(first, name) for name in FIRST_TOUCH),
+        )
+
+
+def reference_visits(page_views: list[Visit], *, timeout: int | None = None) -> list:
+    """Split page views into visits as the README defines them, one page view at a time."""
+    limit = timedelta(seconds=settings.TRACKER_VISIT_TIMEOUT if timeout is None else timeout)
+    by_visitor = defaultdict(list)
+    for view in page_views:
+        by_visitor[view.tracking_id].append(view)
+    visits = []
+    for tracking_id, views in by_visitor.items():
+        views.sort(key=lambda view: (view.visited_at, view.id))
+        current = None
+        for view in views:
+            source = tuple(getattr(view, name) for name in SOURCE)
+            if (
+                current is None
+                or view.visited_at - current.views[-1].visited_at > limit
+                or (any(source) and source != tuple(getattr(current.first, n) for n in SOURCE))
+            ):
+                current = ReferenceVisit(tracking_id, current.number + 1 if current else 1)
+                visits.append(current)
+            current.views.append(view)
+    return visits
+
+
 def expected_rollups() -> dict[str, set[tuple]]:
     """Recompute every rollup from the raw rows in the database, row by row in Python."""
+    page_views = list(Visit.objects.order_by("id"))
     by_session = defaultdict(list)
     pages = defaultdict(lambda: [0, set()])
-    for visit in Visit.objects.order_by("id"):
-        by_session[visit.tracking_id].append(visit)
-        cell = pages[(hour_of(visit.visited_at), visit.path)]
+    for view in page_views:
+        by_session[view.tracking_id].append(view)
+        cell = pages[(hour_of(view.visited_at), view.path)]
         cell[0] += 1
-        cell[1].add(visit.tracking_id)
+        cell[1].add(view.tracking_id)
+    visits = reference_visits(page_views)
+    visit_count = defaultdict(int)
+    for visit in visits:
+        visit_count[visit.tracking_id] += 1
 
     sessions = []
-    for tracking_id, visits in by_session.items():
-        first = min(visits, key=lambda v: (v.visited_at, v.id))
-        last = max(visits, key=lambda v: (v.visited_at, v.id))
+    for tracking_id, views in by_session.items():
+        first = min(views, key=lambda v: (v.visited_at, v.id))
+        last = max(views, key=lambda v: (v.visited_at, v.id))
         sessions.append(
             (
                 tracking_id,
                 first.visited_at,
                 last.visited_at,
-                len(visits),
+                len(views),
                 (last.visited_at - first.visited_at) // timedelta(seconds=1),
                 first.path,
                 last.path,
-                *(getattr(first, field) for field in FIRST_TOUCH),
+                *(getattr(first, name) for name in FIRST_TOUCH),
+                visit_count[tracking_id],
             )
         )
 
-    hourly = defaultdict(lambda: [0, 0, 0, 0])
-    for row in sessions:
-        summary = dict(zip(SESSION_FIELDS, row, strict=True))
+    hourly = defaultdict(lambda: [0, 0, 0, 0, 0])
+    for visit in visits:
+        summary = dict(zip(VISIT_FIELDS, visit.row, strict=True))
         values = {"all": "", "pages": pages_bucket(summary["pageviews"])}
-        for dimension in SessionHourly.Dimension.values:
+        for dimension in VisitHourly.Dimension.values:
             value = values.get(dimension, summary.get(dimension))
-            cell = hourly[(hour_of(summary["first_seen"]), dimension, value)]
+            cell = hourly[(hour_of(summary["started_at"]), dimension, value)]
             cell[0] += 1
             cell[1] += summary["pageviews"]
             cell[2] += summary["pageviews"] == 1
             cell[3] += summary["duration_seconds"]
+            cell[4] += summary["number"] > 1
+
+    numbered = {(visit.tracking_id, visit.number): visit for visit in visits}
+    lags = defaultdict(int)
+    for visit in visits:
+        for lag in VISITOR_LAGS:
+            earlier = numbered.get((visit.tracking_id, visit.number - lag))
+            if earlier:
+                lags[(hour_of(visit.started_at), lag, hour_of(earlier.started_at))] += 1
+    lag_daily = defaultdict(int)
+    for (hour, lag, previous), count in lags.items():
+        lag_daily[(day_of(hour), lag, previous)] += count
+
+    hours_viewed = defaultdict(set)
+    for view in page_views:
+        hours_viewed[(view.tracking_id, view.path)].add(hour_of(view.visited_at))
+    page_repeats = defaultdict(int)
+    for (_, path), hours in hours_viewed.items():
+        ordered = sorted(hours)
+        for previous, hour in itertools.pairwise(ordered):
+            page_repeats[(hour, path, previous)] += 1
+    page_repeats_daily = defaultdict(int)
+    for (hour, path, previous), count in page_repeats.items():
+        page_repeats_daily[(day_of(hour), path, previous)] += count
 
     page_daily = defaultdict(lambda: [0, 0])
     for (hour, path), (n, ids) in pages.items():
         cell = page_daily[(day_of(hour), path)]
         cell[0] += n
         cell[1] += len(ids)
-    session_daily = defaultdict(lambda: [0, 0, 0, 0])
+    visit_daily = defaultdict(lambda: [0, 0, 0, 0, 0])
     for (hour, dimension, value), measures in hourly.items():
-        cell = session_daily[(day_of(hour), dimension, value)]
+        cell = visit_daily[(day_of(hour), dimension, value)]
         for index, measure in enumerate(measures):
             cell[index] += measure
 
     return {
         "sessions": set(sessions),
+        "visits": {visit.row for visit in visits},
         "pages": {(hour, path, n, len(ids)) for (hour, path), (n, ids) in pages.items()},
         "hourly": {(*key, *cell) for key, cell in hourly.items()},
         "page_daily": {(*key, *cell) for key, cell in page_daily.items()},
-        "session_daily": {(*key, *cell) for key, cell in session_daily.items()},
+        "visit_daily": {(*key, *cell) for key, cell in visit_daily.items()},
+        "visitor_hourly": {(*key, count) for key, count in lags.items()},
+        "visitor_daily": {(*key, count) for key, count in lag_daily.items()},
+        "page_visitor_hourly": {(*key, count) for key, count in page_repeats.items()},
+        "page_visitor_daily": {(*key, count) for key, count in page_repeats_daily.items()},
     }
 
 
 def stored_rollups() -> dict[str, set[tuple]]:
+    lag_fields = ["lag", "previous_hour", "visits"]
     return {
         "sessions": set(TrackedSession.objects.values_list(*SESSION_FIELDS)),
+        "visits": set(VisitSummary.objects.values_list(*VISIT_FIELDS)),
         "pages": set(PageHourly.objects.values_list("hour", "path", "pageviews", "sessions")),
-        "hourly": set(
-            SessionHourly.objects.values_list(
-                "hour", "dimension", "value", "sessions", "pageviews", "bounces", "duration_seconds"
-            )
-        ),
+        "hourly": set(VisitHourly.objects.values_list("hour", "dimension", "value", *MEASURES)),
         "page_daily": set(PageDaily.objects.values_list("day", "path", "pageviews", "sessions")),
-        "session_daily": set(
-            SessionDaily.objects.values_list(
-                "day", "dimension", "value", "sessions", "pageviews", "bounces", "duration_seconds"
-            )
+        "visit_daily": set(VisitDaily.objects.values_list("day", "dimension", "value", *MEASURES)),
+        "visitor_hourly": set(VisitorHourly.objects.values_list("hour", *lag_fields)),
+        "visitor_daily": set(VisitorDaily.objects.values_list("day", *lag_fields)),
+        "page_visitor_hourly": set(
+            PageVisitorHourly.objects.values_list("hour", "path", "previous_hour", "visitors")
+        ),
+        "page_visitor_daily": set(
+            PageVisitorDaily.objects.values_list("day", "path", "previous_hour", "visitors")
         ),
     }

@@ -14,9 +14,10 @@ ADMIN_MODELS = [
     "visit",
     "trackedsession",
     "pagehourly",
-    "sessionhourly",
+    "visithourly",
     "pagedaily",
-    "sessiondaily",
+    "visitdaily",
+    "visitsummary",
     "aggregationstate",
 ]
 

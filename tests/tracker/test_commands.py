@@ -10,7 +10,7 @@ from django.core.management import call_command
 from django.utils import timezone
 
 from tests.tracker.rollup_reference import expected_rollups, random_visits, stored_rollups
-from tracker.models import SessionHourly, TrackedSession, Visit
+from tracker.models import TrackedSession, Visit, VisitHourly
 
 
 @pytest.mark.django_db
@@ -27,7 +27,7 @@ class AggregateVisitsCommandTests:
         Visit.objects.bulk_create(random_visits(seed=32, sessions=30))
         call_command("aggregate_visits")
         TrackedSession.objects.update(pageviews=0)
-        SessionHourly.objects.all().delete()
+        VisitHourly.objects.all().delete()
 
         call_command("aggregate_visits", rebuild=True)
 

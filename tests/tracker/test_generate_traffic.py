@@ -1,13 +1,16 @@
-"""generate_traffic writes plausible, seeded raw visits that aggregate like real ones."""
+"""generate_traffic writes plausible, seeded raw page views that aggregate like real ones."""
 
 from __future__ import annotations
 
-from collections import Counter
+from collections import Counter, defaultdict
 from datetime import UTC, datetime, timedelta
+from itertools import pairwise
 
 import pytest
+from django.conf import settings
 from django.core.management import call_command
 from django.db.models import Min
+from django.test import override_settings
 
 from tests.tracker.rollup_reference import expected_rollups, stored_rollups
 from tracker import rollups
@@ -36,6 +39,49 @@ def session_starts() -> list[dict]:
             started_at=Min("visited_at"), first_id=Min("id")
         )
     )
+
+
+def visitors_page_views() -> dict:
+    """Each tracking id's page views in time order: (time, source, browser, OS, device)."""
+    rows = Visit.objects.values_list(
+        "tracking_id",
+        "visited_at",
+        "referrer_host",
+        "utm_source",
+        "utm_medium",
+        "utm_campaign",
+        "browser",
+        "os",
+        "device",
+    )
+    visitors = defaultdict(list)
+    for tracking_id, visited_at, *source, browser, system, device in rows:
+        visitors[tracking_id].append((visited_at, tuple(source), (browser, system, device)))
+    return {tracking_id: sorted(page_views) for tracking_id, page_views in visitors.items()}
+
+
+def visits_split(page_views: list[tuple], *, timeout: int) -> list[list[tuple]]:
+    """Split one visitor's page views into visits, as the metric definitions say: a gap longer
+    than the timeout, or a page view carrying a source (referrer or any UTM field) other than
+    its visit's, starts a new visit."""
+    visits = [[page_views[0]]]
+    for page_view in page_views[1:]:
+        visited_at, source, _ = page_view
+        visit = visits[-1]
+        gap = (visited_at - visit[-1][0]).total_seconds()
+        if gap > timeout or (any(source) and source != visit[0][1]):
+            visits.append([page_view])
+        else:
+            visit.append(page_view)
+    return visits
+
+
+def gaps_seconds(visitors: dict) -> list[float]:
+    return [
+        (later[0] - earlier[0]).total_seconds()
+        for page_views in visitors.values()
+        for earlier, later in pairwise(page_views)
+    ]
 
 
 @pytest.mark.django_db
@@ -133,11 +179,8 @@ class TrafficGenerateTests:
         traffic_generate(sessions=200, days=2, seed=10, end=END, progress=False)
 
         model = TrafficModel(seed=10, days=2, end=END)
-        drawn = [
-            visit_from_copy_row(row)
-            for start in model.session_starts(200)
-            for row in model.session_rows(start)
-        ]
+        batches = model.row_batches(model.session_starts(200), flush=True)
+        drawn = [visit_from_copy_row(row) for rows in batches for row in rows]
         fields = [field.name for field in Visit._meta.fields if not field.name.endswith("id")]
         stored = sorted(Visit.objects.values_list(*fields))
         assert stored == sorted(tuple(getattr(visit, field) for field in fields) for visit in drawn)
@@ -160,3 +203,79 @@ class SessionStartsTests:
         assert starts == sorted(starts)
         first, end = (END - timedelta(days=3)).timestamp() * 1e6, END.timestamp() * 1e6
         assert first <= starts[0] and starts[-1] < end
+
+
+@pytest.mark.django_db
+class ReturningVisitorsTests:
+    def test_generate_some_visitors_return_some_often(self):
+        traffic_generate(sessions=1500, days=14, seed=11, end=END, progress=False)
+
+        timeout = settings.TRACKER_VISIT_TIMEOUT
+        visits = [
+            visits_split(page_views, timeout=timeout)
+            for page_views in visitors_page_views().values()
+        ]
+        assert len(visits) == 1500
+        returning = sum(len(visitor_visits) > 1 for visitor_visits in visits) / len(visits)
+        assert 0.2 < returning < 0.4
+        assert max(len(visitor_visits) for visitor_visits in visits) >= 4
+
+    def test_generate_visitors_stay_within_cookie_age_and_window(self):
+        traffic_generate(sessions=1500, days=14, seed=12, end=END, progress=False)
+
+        cookie_age = timedelta(seconds=settings.SESSION_COOKIE_AGE)
+        for page_views in visitors_page_views().values():
+            first, last = page_views[0][0], page_views[-1][0]
+            assert END - timedelta(days=14) <= first and last <= END
+            assert last - first < cookie_age
+            # Browser, system and device are the visitor's, on every visit.
+            assert len({agent for _, _, agent in page_views}) == 1
+
+    def test_generate_returns_come_later_from_fresh_sources(self):
+        traffic_generate(sessions=1500, days=14, seed=13, end=END, progress=False)
+
+        timeout = settings.TRACKER_VISIT_TIMEOUT
+        returns = changed_source = 0
+        for page_views in visitors_page_views().values():
+            for earlier, later in pairwise(page_views):
+                gap = (later[0] - earlier[0]).total_seconds()
+                # A return comes an hour or more later; a page view within a visit, or after a
+                # pause about as long as the timeout, carries no source.
+                assert gap >= 3600 or not any(later[1])
+                assert gap >= 3600 or gap < timeout + 60
+            visits = visits_split(page_views, timeout=timeout)
+            returns += len(visits) - 1
+            changed_source += sum(visit[0][1] != visits[0][0][1] for visit in visits[1:])
+        # Two draws from the referrer and campaign mixes differ about four times in five.
+        assert changed_source > returns / 2 > 100
+
+    def test_generate_pauses_around_the_visit_timeout(self):
+        traffic_generate(sessions=1500, days=14, seed=14, end=END, progress=False)
+
+        timeout = settings.TRACKER_VISIT_TIMEOUT
+        gaps = gaps_seconds(visitors_page_views())
+        assert any(timeout - 60 < gap <= timeout for gap in gaps)
+        assert any(timeout < gap < timeout + 60 for gap in gaps)
+
+    def test_generate_writes_returns_when_they_happen(self):
+        """Rows are stored nearly in time order, as the tracker stores them: a return is not
+        written with its visitor's first visit, days ahead of the rows around it."""
+        traffic_generate(sessions=1500, days=14, seed=16, end=END, progress=False)
+
+        latest = None
+        for visited_at in Visit.objects.order_by("id").values_list("visited_at", flat=True):
+            # Only a long visit's last pages, drawn with its start, run ahead of later rows.
+            assert latest is None or visited_at > latest - timedelta(hours=3)
+            latest = max(latest or visited_at, visited_at)
+
+    @override_settings(TRACKER_VISIT_TIMEOUT=600, SESSION_COOKIE_AGE=2 * 86_400)
+    def test_generate_reads_timeout_and_cookie_age_from_settings(self):
+        traffic_generate(sessions=1500, days=14, seed=15, end=END, progress=False)
+
+        visitors = visitors_page_views()
+        gaps = gaps_seconds(visitors)
+        assert any(540 < gap <= 600 for gap in gaps)
+        assert any(600 < gap < 660 for gap in gaps)
+        assert not any(1740 < gap < 1860 for gap in gaps)
+        spans = [page_views[-1][0] - page_views[0][0] for page_views in visitors.values()]
+        assert timedelta(days=1) < max(spans) < timedelta(days=2)

@@ -19,9 +19,9 @@ from tracker.models import (
     PATH_MAX_LENGTH,
     AggregationState,
     PageHourly,
-    SessionHourly,
     TrackedSession,
     Visit,
+    VisitHourly,
 )
 from tracker.recording import TRACKING_ID_SESSION_KEY
 
@@ -255,7 +255,7 @@ class SessionKeyPrivacyTests:
             client.get(path)
         session_key = client.cookies["sessionid"].value
         assert Visit.objects.count() == 4
-        for model in [Visit, TrackedSession, PageHourly, SessionHourly, AggregationState]:
+        for model in [Visit, TrackedSession, PageHourly, VisitHourly, AggregationState]:
             for field in model._meta.concrete_fields:
                 if isinstance(field, models.CharField | models.TextField | models.UUIDField):
                     lookup = {f"{field.name}__icontains": session_key}

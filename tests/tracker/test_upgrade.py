@@ -1,0 +1,72 @@
+"""Upgrading a database aggregated before visits existed ends with rollups equal to a rebuild."""
+
+from __future__ import annotations
+
+from datetime import timedelta
+
+import pytest
+from django.db import connection
+from django.db.migrations.executor import MigrationExecutor
+
+from tests.tracker.rollup_reference import expected_rollups, random_visits, stored_rollups
+from tracker import rollups
+from tracker.models import AggregationState
+
+BEFORE_VISITS = ("tracker", "0004_daily_covering_indexes")
+WITH_VISITS = ("tracker", "0005_visits")
+
+
+def migrate(target: tuple[str, str]):
+    """Migrate the tracker app to ``target``; return the app registry of that state."""
+    executor = MigrationExecutor(connection)
+    executor.migrate([target])
+    return MigrationExecutor(connection).loader.project_state([target]).apps
+
+
+@pytest.mark.django_db(transaction=True)
+class UpgradeTests:
+    def test_upgrade_with_sessions_aggregated_rebuilds_as_visits(self):
+        old = migrate(BEFORE_VISITS)
+        OldVisit = old.get_model("tracker", "Visit")
+        fields = [field.name for field in OldVisit._meta.fields if field.name != "id"]
+        page_views = random_visits(seed=61, sessions=60)
+        OldVisit.objects.bulk_create(
+            [OldVisit(**{name: getattr(view, name) for name in fields}) for view in page_views]
+        )
+        # What the sessions-only aggregation left: a session per visitor, its rollups, and the
+        # watermark at the last page view.
+        last_id = OldVisit.objects.order_by("-id").values_list("id", flat=True).first()
+        first = min(view.visited_at for view in page_views)
+        old.get_model("tracker", "TrackedSession").objects.create(
+            tracking_id=page_views[0].tracking_id,
+            first_seen=first,
+            last_seen=first + timedelta(days=3),
+            pageviews=9,
+            entry_path="/",
+            exit_path="/",
+        )
+        old.get_model("tracker", "SessionHourly").objects.create(
+            hour=first.replace(minute=0, second=0, microsecond=0),
+            dimension="all",
+            sessions=1,
+            pageviews=9,
+            bounces=0,
+            duration_seconds=3 * 86400,
+        )
+        old.get_model("tracker", "PageHourly").objects.create(
+            hour=first.replace(minute=0, second=0, microsecond=0),
+            path="/",
+            pageviews=9,
+            sessions=1,
+        )
+        old.get_model("tracker", "AggregationState").objects.create(
+            name=rollups.STATE_NAME, last_visit_id=last_id
+        )
+
+        migrate(WITH_VISITS)
+        assert AggregationState.objects.get(name=rollups.STATE_NAME).last_visit_id == 0
+        aggregated = rollups.visits_aggregate()
+
+        assert aggregated == len(page_views)
+        assert stored_rollups() == expected_rollups()
+        assert expected_rollups()["visits"]

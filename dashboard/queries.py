@@ -33,6 +33,8 @@ from django.db.models.functions import TruncDay, TruncHour
 from django.utils import timezone
 
 from tracker.models import (
+    DEVICE_FIELDS,
+    SOURCE_FIELDS,
     VISIT_MEASURES,
     AggregationState,
     PageDaily,
@@ -490,13 +492,8 @@ VISITOR_FIELDS = [
     "visits",
     "pageviews",
     "entry_path",
-    "referrer_host",
-    "utm_source",
-    "utm_medium",
-    "utm_campaign",
-    "browser",
-    "os",
-    "device",
+    *SOURCE_FIELDS,
+    *DEVICE_FIELDS,
     "ended",
 ]
 VISIT_FIELDS = [
@@ -508,13 +505,8 @@ VISIT_FIELDS = [
     "duration_seconds",
     "entry_path",
     "exit_path",
-    "referrer_host",
-    "utm_source",
-    "utm_medium",
-    "utm_campaign",
-    "browser",
-    "os",
-    "device",
+    *SOURCE_FIELDS,
+    *DEVICE_FIELDS,
 ]
 
 

@@ -11,6 +11,9 @@ PATH_MAX_LENGTH = 500
 UTM_MAX_LENGTH = 100
 HOST_MAX_LENGTH = 253
 FAMILY_MAX_LENGTH = 50
+# Where a page view came from, and on what: a visit and a visitor take them from their first.
+SOURCE_FIELDS = ["referrer_host", "utm_source", "utm_medium", "utm_campaign"]
+DEVICE_FIELDS = ["browser", "os", "device"]
 
 
 class Device(models.TextChoices):

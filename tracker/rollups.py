@@ -50,7 +50,9 @@ from django.conf import settings
 from django.db import connection, transaction
 
 from tracker.models import (
+    DEVICE_FIELDS,
     PATH_MAX_LENGTH,
+    SOURCE_FIELDS,
     VISIT_MEASURES,
     VISITOR_LAGS,
     AggregationState,
@@ -100,16 +102,8 @@ PAGE_LAG_CHANGES = "tracker_rollup_page_lag_changes"  # PageVisitorHourly's rows
 PAGE_LAG_DELTA = "tracker_rollup_page_lag_delta"  # the change to PageVisitorHourly
 PAGE_LAG_DAY_DELTA = "tracker_rollup_page_lag_day_delta"  # the same per day: PageVisitorDaily's
 
-# Fields a session takes from its first visit.
-FIRST_TOUCH = [
-    "referrer_host",
-    "utm_source",
-    "utm_medium",
-    "utm_campaign",
-    "browser",
-    "os",
-    "device",
-]
+# Fields a visitor and a visit take from their first page view.
+FIRST_TOUCH = [*SOURCE_FIELDS, *DEVICE_FIELDS]
 # What a batch's summary holds per session, and what a stored session holds besides.
 SUMMARY = ["first_seen", "last_seen", "pageviews", "entry_path", "exit_path", *FIRST_TOUCH]
 STORED = [*SUMMARY, "duration_seconds"]
@@ -123,9 +117,6 @@ VISIT_COUNTED = [
     "exit_path",
     *FIRST_TOUCH,
 ]
-# Fields of a page view that announce where it came from: one that differs from its visit's
-# source starts a new visit.
-SOURCE = ["referrer_host", "utm_source", "utm_medium", "utm_campaign"]
 
 
 class _Dialect:
@@ -367,18 +358,6 @@ def _page_lag_changes_sql(d: _Dialect, *, sign: int) -> str:
     """
 
 
-def _page_lag_delta_sql(d: _Dialect) -> list[str]:
-    """Net the old and new rows into PageVisitorHourly's change, and that per day."""
-    return [
-        f"""INSERT INTO {PAGE_LAG_DELTA} (hour, path, previous_hour, visitors)
-            SELECT hour, path, previous_hour, sum(visitors) FROM {PAGE_LAG_CHANGES}
-            GROUP BY 1, 2, 3 HAVING sum(visitors) <> 0""",
-        f"""INSERT INTO {PAGE_LAG_DAY_DELTA} (day, path, previous_hour, visitors)
-            SELECT {d.day("hour")}, path, previous_hour, sum(visitors) FROM {PAGE_LAG_DELTA}
-            GROUP BY 1, 2, 3 HAVING sum(visitors) <> 0""",
-    ]
-
-
 NEW_SESSION = f"NOT EXISTS (SELECT 1 FROM {BEFORE} p WHERE p.tracking_id = b.tracking_id)"
 
 
@@ -474,8 +453,8 @@ def _sessionize_sql(d: _Dialect) -> str:
     order = "ORDER BY visited_at, id"
     running = f"PARTITION BY tracking_id {order} ROWS BETWEEN UNBOUNDED PRECEDING AND CURRENT ROW"
     # Each field's length before it, so that different sources never encode alike.
-    source = " || ".join(f"length(v.{f}) || ':' || v.{f}" for f in SOURCE)
-    announces = " OR ".join(f"v.{f} <> ''" for f in SOURCE)
+    source = " || ".join(f"length(v.{f}) || ':' || v.{f}" for f in SOURCE_FIELDS)
+    announces = " OR ".join(f"v.{f} <> ''" for f in SOURCE_FIELDS)
     gap = d.longer_than("visited_at", "lag(visited_at) OVER visitor")
     return f"""
         WITH page_views AS (
@@ -550,15 +529,20 @@ def _lag_changes_sql(d: _Dialect, *, visits: str, sign: int) -> str:
     """
 
 
-def _lag_delta_sql(d: _Dialect) -> list[str]:
-    """Net the old and new lag rows into VisitorHourly's change, and that per day."""
+def _net_delta_sql(
+    d: _Dialect, *, changes: str, delta: str, day_delta: str, key: str, measure: str
+) -> list[str]:
+    """Net a table of old (negated) and new rows into an hourly change, and that per day.
+
+    ``key`` is the column between the hour and ``previous_hour`` (lag or path).
+    """
     return [
-        f"""INSERT INTO {LAG_DELTA} (hour, lag, previous_hour, visits)
-            SELECT hour, lag, previous_hour, sum(visits) FROM {LAG_CHANGES}
-            GROUP BY 1, 2, 3 HAVING sum(visits) <> 0""",
-        f"""INSERT INTO {LAG_DAY_DELTA} (day, lag, previous_hour, visits)
-            SELECT {d.day("hour")}, lag, previous_hour, sum(visits) FROM {LAG_DELTA}
-            GROUP BY 1, 2, 3 HAVING sum(visits) <> 0""",
+        f"""INSERT INTO {delta} (hour, {key}, previous_hour, {measure})
+            SELECT hour, {key}, previous_hour, sum({measure}) FROM {changes}
+            GROUP BY 1, 2, 3 HAVING sum({measure}) <> 0""",
+        f"""INSERT INTO {day_delta} (day, {key}, previous_hour, {measure})
+            SELECT {d.day("hour")}, {key}, previous_hour, sum({measure}) FROM {delta}
+            GROUP BY 1, 2, 3 HAVING sum({measure}) <> 0""",
     ]
 
 
@@ -820,7 +804,24 @@ def _apply_visit_rollups(cursor, d: _Dialect) -> None:
     """Bring the hourly and daily visit and visitor rollups in line with the batch."""
     _execute(cursor, _delta_sql(d))
     _execute(cursor, _day_delta_sql(d))
-    for statement in [*_lag_delta_sql(d), *_page_lag_delta_sql(d)]:
+    for statement in [
+        *_net_delta_sql(
+            d,
+            changes=LAG_CHANGES,
+            delta=LAG_DELTA,
+            day_delta=LAG_DAY_DELTA,
+            key="lag",
+            measure="visits",
+        ),
+        *_net_delta_sql(
+            d,
+            changes=PAGE_LAG_CHANGES,
+            delta=PAGE_LAG_DELTA,
+            day_delta=PAGE_LAG_DAY_DELTA,
+            key="path",
+            measure="visitors",
+        ),
+    ]:
         _execute(cursor, statement)
     visit_keys, lag_keys = ["dimension", "value"], ["lag", "previous_hour"]
     page_keys = ["path", "previous_hour"]

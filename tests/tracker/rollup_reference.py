@@ -11,11 +11,11 @@ import itertools
 import random
 import uuid
 from collections import defaultdict
-from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 
 from django.conf import settings
 
+from tests.dashboard.reference import RefVisit, split_visits
 from tracker.models import (
     VISITOR_LAGS,
     PageDaily,
@@ -146,58 +146,20 @@ def pages_bucket(pageviews: int) -> str:
     return "21+"
 
 
-@dataclass
-class ReferenceVisit:
-    tracking_id: uuid.UUID
-    number: int
-    views: list[Visit] = field(default_factory=list)
-
-    @property
-    def first(self) -> Visit:
-        return self.views[0]
-
-    @property
-    def started_at(self) -> datetime:
-        return self.views[0].visited_at
-
-    @property
-    def row(self) -> tuple:
-        first, last = self.views[0], self.views[-1]
-        return (
-            self.tracking_id,
-            self.number,
-            first.id,
-            first.visited_at,
-            last.visited_at,
-            len(self.views),
-            (last.visited_at - first.visited_at) // timedelta(seconds=1),
-            first.path,
-            last.path,
-            *(getattr(first, name) for name in FIRST_TOUCH),
-        )
-
-
-def reference_visits(page_views: list[Visit], *, timeout: int | None = None) -> list:
+def reference_visits(page_views: list[Visit], *, timeout: int | None = None) -> list[RefVisit]:
     """Split page views into visits as the README defines them, one page view at a time."""
-    limit = timedelta(seconds=settings.TRACKER_VISIT_TIMEOUT if timeout is None else timeout)
-    by_visitor = defaultdict(list)
-    for view in page_views:
-        by_visitor[view.tracking_id].append(view)
-    visits = []
-    for tracking_id, views in by_visitor.items():
-        views.sort(key=lambda view: (view.visited_at, view.id))
-        current = None
-        for view in views:
-            source = tuple(getattr(view, name) for name in SOURCE)
-            if (
-                current is None
-                or view.visited_at - current.views[-1].visited_at > limit
-                or (any(source) and source != tuple(getattr(current.first, n) for n in SOURCE))
-            ):
-                current = ReferenceVisit(tracking_id, current.number + 1 if current else 1)
-                visits.append(current)
-            current.views.append(view)
-    return visits
+    limit = settings.TRACKER_VISIT_TIMEOUT if timeout is None else timeout
+    return split_visits(page_views, timeout=limit)
+
+
+def visit_row(visit: RefVisit) -> tuple:
+    """The visit as VisitSummary stores it, in VISIT_FIELDS order."""
+    return (
+        visit.tracking_id,
+        visit.number,
+        visit.views[0].id,
+        *visit.row(VISIT_FIELDS[3:]).values(),
+    )
 
 
 def expected_rollups() -> dict[str, set[tuple]]:
@@ -235,7 +197,7 @@ def expected_rollups() -> dict[str, set[tuple]]:
 
     hourly = defaultdict(lambda: [0, 0, 0, 0, 0])
     for visit in visits:
-        summary = dict(zip(VISIT_FIELDS, visit.row, strict=True))
+        summary = dict(zip(VISIT_FIELDS, visit_row(visit), strict=True))
         values = {"all": "", "pages": pages_bucket(summary["pageviews"])}
         for dimension in VisitHourly.Dimension.values:
             value = values.get(dimension, summary.get(dimension))
@@ -282,7 +244,7 @@ def expected_rollups() -> dict[str, set[tuple]]:
 
     return {
         "sessions": set(sessions),
-        "visits": {visit.row for visit in visits},
+        "visits": {visit_row(visit) for visit in visits},
         "pages": {(hour, path, n, len(ids)) for (hour, path), (n, ids) in pages.items()},
         "hourly": {(*key, *cell) for key, cell in hourly.items()},
         "page_daily": {(*key, *cell) for key, cell in page_daily.items()},

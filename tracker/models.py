@@ -359,6 +359,13 @@ class PageVisitorHourly(PageVisitorCounts):
                 fields=["hour", "path", "previous_hour"], name="page_visitor_hourly_unique"
             ),
         ]
+        # Top pages read their few paths' rows alone (index-only on PostgreSQL).
+        indexes = [
+            models.Index(
+                fields=["path", "hour", "previous_hour", "visitors"],
+                name="page_visitor_hourly_path",
+            )
+        ]
 
     def __str__(self) -> str:
         return f"{self.hour:%Y-%m-%d %H:00} {self.path} after {self.previous_hour:%Y-%m-%d %H:00}"
@@ -372,6 +379,11 @@ class PageVisitorDaily(PageVisitorCounts):
             models.UniqueConstraint(
                 fields=["day", "path", "previous_hour"], name="page_visitor_daily_unique"
             ),
+        ]
+        indexes = [
+            models.Index(
+                fields=["path", "day", "previous_hour", "visitors"], name="page_visitor_daily_path"
+            )
         ]
 
     def __str__(self) -> str:

@@ -406,21 +406,32 @@ def _merge_sessions_sql(d: _Dialect) -> str:
     """
 
 
-def _restart_sql() -> str:
-    """Find, per visitor of the batch, the stored visit that re-sessionizing starts from.
+def _restart_sql(d: _Dialect) -> str:
+    """Find, per visitor of the batch, the visit that splitting again starts from; params:
+    timeout.
 
     A page view at t can only change the visits from the one it would join onward: the latest
     visit started at or before the batch's earliest page view of that visitor (its own page
-    views sort before the batch's at equal times, having lower ids). Without one, the visitor's
-    visits are all redone from the first (number 1).
+    views sort before the batch's at equal times, having lower ids). When that visit ended more
+    than the timeout before t, t starts a visit of its own, so the stored one is kept as it is
+    (its raw rows may be pruned by now) and splitting starts at t with the next number. Without
+    such a visit, the visitor's visits are all redone from the first (number 1).
     """
     latest = f"""SELECT max(w.number) FROM {VISITS} w
         WHERE w.tracking_id = b.tracking_id AND w.started_at <= b.first_seen"""
+    apart = d.longer_than("b.first_seen", "v.ended_at")
     return f"""
         INSERT INTO {RESTART} (tracking_id, number, start_at, start_id)
-        SELECT b.tracking_id, coalesce(v.number, 1), v.started_at, v.first_pageview_id
-        FROM {BATCH} b LEFT JOIN {VISITS} v
-            ON v.tracking_id = b.tracking_id AND v.number = ({latest})
+        SELECT tracking_id, CASE WHEN number IS NULL THEN 1 WHEN apart = 1 THEN number + 1
+                ELSE number END,
+            CASE WHEN apart = 1 THEN first_seen ELSE started_at END,
+            CASE WHEN apart = 1 THEN 0 ELSE first_pageview_id END
+        FROM (
+            SELECT b.tracking_id, b.first_seen, v.number, v.started_at, v.first_pageview_id,
+                CASE WHEN {apart} THEN 1 ELSE 0 END AS apart
+            FROM {BATCH} b LEFT JOIN {VISITS} v
+                ON v.tracking_id = b.tracking_id AND v.number = ({latest})
+        ) latest
     """
 
 
@@ -791,7 +802,7 @@ def _visits_resessionize(cursor, d: _Dialect, *, hi: int) -> None:
     """Redo the batch's visitors' visits from where the batch can change them, keeping the old
     rows in OLD and their lag rows negated in LAG_CHANGES."""
     timeout = settings.TRACKER_VISIT_TIMEOUT
-    _execute(cursor, _restart_sql())
+    _execute(cursor, _restart_sql(d), [timeout])
     old_rows, delete = _old_visits_sql()
     _execute(cursor, old_rows)
     _execute(cursor, _lag_changes_sql(d, visits=f"{OLD} v", sign=-1))

@@ -23,6 +23,7 @@ from tracker.models import (
     Visit,
     VisitDaily,
     VisitHourly,
+    VisitSummary,
 )
 
 
@@ -119,6 +120,32 @@ class VisitsAggregateTests:
         ]
         daily = VisitDaily.objects.filter(dimension="all").values_list("day", "visits")
         assert list(daily) == [(START.replace(hour=0), 2)]
+
+    def test_return_after_raw_rows_pruned_keeps_earlier_visit(self):
+        views = random_visits(seed=71, sessions=1)
+        for view in views:
+            view.visited_at = START
+            view.referrer_host = view.utm_source = view.utm_medium = view.utm_campaign = ""
+        insert(views)
+        rollups.visits_aggregate()
+        earlier = list(VisitSummary.objects.values_list())
+        Visit.objects.all().delete()  # pruned after the retention period, as prune_raw_visits does
+        back = random_visits(seed=72, sessions=1)[0]
+        back.tracking_id = views[0].tracking_id
+        back.visited_at = START + timedelta(days=40)
+        insert([back])
+
+        rollups.visits_aggregate()
+
+        stored = VisitSummary.objects.order_by("number")
+        assert list(stored.values_list())[:1] == earlier
+        assert list(stored.values_list("number", "started_at", "pageviews")) == [
+            (1, START, len(views)),
+            (2, back.visited_at, 1),
+        ]
+        assert TrackedSession.objects.get().visits == 2
+        returning = VisitHourly.objects.filter(dimension="all").order_by("hour")
+        assert list(returning.values_list("visits", "returning_visits")) == [(1, 0), (1, 1)]
 
     @pytest.mark.skipif(connection.vendor != "postgresql", reason="a PostgreSQL planner hazard")
     def test_bulk_batch_into_rollups_analyzed_empty_never_rescans_them(self, monkeypatch):

@@ -29,10 +29,15 @@ from reliability.scenario_load import drop_postgres_database, recreate_postgres_
 DATABASE_NAME = "reliability_faults"
 ROLLUP_ORDER = {
     "tracker_trackedsession": "tracking_id",
+    "tracker_visitsummary": "tracking_id, number",
     "tracker_pagehourly": "hour, path",
-    "tracker_sessionhourly": "hour, dimension, value",
+    "tracker_visithourly": "hour, dimension, value",
     "tracker_pagedaily": "day, path",
-    "tracker_sessiondaily": "day, dimension, value",
+    "tracker_visitdaily": "day, dimension, value",
+    "tracker_visitorhourly": "hour, lag, previous_hour",
+    "tracker_visitordaily": "day, lag, previous_hour",
+    "tracker_pagevisitorhourly": "hour, path, previous_hour",
+    "tracker_pagevisitordaily": "day, path, previous_hour",
 }
 
 
@@ -123,7 +128,8 @@ def worker_sigkill(env: dict[str, str], workdir: Path, visits: int) -> dict:
     from analytics_site.celery import app
     from tracker.rollups import rollups_rebuild
 
-    sessions = max(1, visits * 35 // 100)  # the generator averages ~2.9 visits a session
+    # The generator averages ~4.56 page views a visitor over 30 days (returns included).
+    sessions = max(1, round(visits / 4.56))
     started = time.perf_counter()
     call_command("generate_traffic", sessions=sessions, days=30, seed=7, stdout=io.StringIO())
     generated = max_visit_id()

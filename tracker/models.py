@@ -343,7 +343,9 @@ class PageVisitorCounts(models.Model):
 
     The distinct visitors of a path over any range [a, b) follow exactly: the sum of its hourly
     distinct visitors (PageHourly.sessions) less these rows with previous_hour >= a, since each
-    visitor then counts only in the first hour of the range in which it viewed the path.
+    visitor then counts only in the first hour of the range in which it viewed the path. The
+    earlier hour is looked up in the raw rows, so a view more than the raw retention after the
+    previous one finds none.
     """
 
     path = models.CharField(max_length=PATH_MAX_LENGTH)

@@ -4,6 +4,8 @@ PYTHON ?= python3
 VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
+# Development settings for manage.py and friends, written once (see analytics_site/settings.py).
+ENV_FILE := $(or $(ENV_FILE),.env)
 HOST ?= 127.0.0.1
 PORT ?= 8000
 
@@ -16,7 +18,10 @@ $(STAMP): requirements.txt | $(BIN)/python
 	$(BIN)/python -m pip install --quiet --disable-pip-version-check -r requirements.txt
 	touch $(STAMP)
 
-install: $(STAMP)
+$(ENV_FILE):
+	printf '# Development settings, written once by make. Delete this file for production rules.\nDEBUG=1\n' > $@
+
+install: $(STAMP) $(ENV_FILE)
 
 migrate: install
 	$(BIN)/python manage.py migrate --noinput

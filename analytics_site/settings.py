@@ -14,8 +14,15 @@ from pathlib import Path
 
 import dj_database_url
 from django.core.exceptions import ImproperlyConfigured
+from dotenv import load_dotenv
 
 BASE_DIR = Path(__file__).resolve().parent.parent
+# A development checkout keeps its settings (DEBUG=1) in .env, written once by make; variables
+# already set win, and without the file production rules apply. ENV_FILE names another file,
+# or none when empty.
+ENV_FILE = os.environ.get("ENV_FILE", str(BASE_DIR / ".env"))
+if ENV_FILE:
+    load_dotenv(ENV_FILE, override=False)
 VAR_DIR = Path(os.environ.get("VAR_DIR", BASE_DIR / "var"))
 VAR_DIR.mkdir(parents=True, exist_ok=True)
 
@@ -66,7 +73,7 @@ if not SECRET_KEY:
     if not DEBUG:
         raise ImproperlyConfigured(
             "SECRET_KEY is required when DEBUG=0 (production mode); for development set DEBUG=1 "
-            "(make run and make test do)."
+            "(make install writes it into .env)."
         )
     SECRET_KEY = development_secret_key()
 

@@ -18,6 +18,8 @@ def clean_environment(**env: str) -> dict[str, str]:
     """This process's environment without the settings a test sets (or the suite itself set)."""
     ours = ("SESSION_", "DEBUG", "SECRET_KEY", "DJANGO_ALLOW_ASYNC_UNSAFE")
     clean = {k: v for k, v in os.environ.items() if not k.startswith(ours)}
+    # Not the checkout's .env either, unless a test names one.
+    clean["ENV_FILE"] = ""
     clean.update(env)
     return clean
 
@@ -115,6 +117,30 @@ class EnvironmentSettingsTests:
 class ProductionModeTests:
     def test_refuses_to_start_without_secret_key(self):
         result = run_python("import django; django.setup()", DEBUG="0")
+        assert result.returncode != 0
+        assert "SECRET_KEY is required" in result.stderr
+
+    def test_env_file_written_by_make_gives_development_settings(self, tmp_path):
+        env_file = tmp_path / ".env"
+        subprocess.run(
+            ["make", "--silent", f"ENV_FILE={env_file}", str(env_file)], cwd=ROOT, check=True
+        )
+
+        assert "DEBUG=1" in env_file.read_text().splitlines()
+        assert settings_value("settings.DEBUG", ENV_FILE=str(env_file)) is True
+
+    def test_environment_wins_over_env_file(self, tmp_path):
+        env_file = tmp_path / ".env"
+        env_file.write_text("DEBUG=1\n")
+
+        result = run_python("import django; django.setup()", ENV_FILE=str(env_file), DEBUG="0")
+
+        assert result.returncode != 0
+        assert "SECRET_KEY is required" in result.stderr
+
+    def test_without_env_file_production_rules_apply(self, tmp_path):
+        result = run_python("import django; django.setup()", ENV_FILE=str(tmp_path / "none"))
+
         assert result.returncode != 0
         assert "SECRET_KEY is required" in result.stderr
 

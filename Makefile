@@ -9,7 +9,7 @@ ENV_FILE := $(or $(ENV_FILE),.env)
 HOST ?= 127.0.0.1
 PORT ?= 8000
 
-.PHONY: run test lint bench worker beat install migrate reliability
+.PHONY: run test lint bench worker beat install migrate reliability demo
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -32,6 +32,12 @@ run: migrate
 	$(BIN)/python manage.py collectstatic --noinput --verbosity 0
 	$(BIN)/python manage.py ensure_dashboard_login
 	$(BIN)/python -m analytics_site.supervise --host $(HOST) --port $(PORT)
+
+# A month of realistic generated traffic (returning visitors included), aggregated, in the
+# configured database: a dashboard with something to show.
+demo: migrate
+	$(BIN)/python manage.py generate_traffic --sessions 3000 --days 30 --seed 1
+	$(BIN)/python manage.py aggregate_visits
 
 lint: install
 	$(BIN)/ruff check .

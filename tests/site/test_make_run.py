@@ -80,6 +80,7 @@ class MakeRunTests:
             assert "Visit count: 1" in body
             log_text = log_path.read_text()
             assert "Dashboard login created" in log_text
+            assert "make demo" in log_text
             ping = subprocess.run(
                 [
                     str(project / ".venv/bin/python"),
@@ -110,3 +111,32 @@ class MakeRunTests:
             return found.stdout.strip() == ""
 
         wait_for(all_stopped, 60, "the web server, worker and beat to stop")
+
+        # The checkout now works for manage.py with no environment (make wrote .env), and
+        # `make demo` gives the dashboard a month of traffic with returning visitors.
+        bare = {k: v for k, v in env.items() if k not in {"REDIS_URL", "ENV_FILE"}}
+        demo = subprocess.run(
+            ["make", "demo"], cwd=project, env=bare, capture_output=True, text=True, timeout=600
+        )
+        assert demo.returncode == 0, demo.stdout + demo.stderr
+        counted = subprocess.run(
+            [
+                str(project / ".venv/bin/python"),
+                "manage.py",
+                "shell",
+                "-c",
+                "from tracker.models import TrackedSession as T, VisitSummary as V; "
+                "print(T.objects.count(), V.objects.count(), "
+                "T.objects.filter(visits__gt=1).count())",
+            ],
+            cwd=project,
+            env=bare,
+            capture_output=True,
+            text=True,
+            timeout=120,
+        )
+        assert counted.returncode == 0, counted.stderr
+        visitors, visits, returning = map(int, counted.stdout.split()[-3:])
+        assert visitors == 3000
+        assert visits > visitors
+        assert returning > visitors // 5

@@ -7,14 +7,26 @@ import secrets
 from django.contrib.auth import get_user_model
 from django.core.management.base import BaseCommand
 
+from tracker.models import Visit
+
 
 class Command(BaseCommand):
-    help = "Create the dashboard's staff login if none exists, printing its password once."
+    help = (
+        "Create the dashboard's staff login if none exists, printing its password once; say how"
+        " to get demo traffic while there is none."
+    )
 
     def add_arguments(self, parser):
         parser.add_argument("--username", default="admin")
 
     def handle(self, *args, username: str, **options):
+        self.login_ensure(username)
+        if not Visit.objects.exists():
+            self.stdout.write(
+                "No traffic recorded yet: `make demo` adds a month of generated visits."
+            )
+
+    def login_ensure(self, username: str) -> None:
         user_model = get_user_model()
         if user_model.objects.filter(is_staff=True, is_active=True).exists():
             self.stdout.write(

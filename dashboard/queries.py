@@ -152,7 +152,9 @@ def _period_sums(
     )
 
 
-def _ratios(*, visits: int, visit_pageviews: int, bounces: int, duration: int, returning: int):
+def _ratios(
+    *, visits: int, visit_pageviews: int, bounces: int, duration: int, returning: int
+) -> dict:
     return {
         "views_per_visit": round(visit_pageviews / visits, 2) if visits else None,
         "bounce_rate": round(bounces / visits, 4) if visits else None,

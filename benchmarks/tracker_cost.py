@@ -19,6 +19,11 @@ PostgreSQL or Redis servers) and takes a few minutes per configuration.
 Environment: ``BENCH_COST_REQUESTS`` (per round, default 3000), ``BENCH_ROUNDS`` (default 5),
 ``BENCH_COST_COUNTER`` (``cpu`` or ``instructions``), and ``BENCH_CONFIGS``, ``BENCH_POSTGRES``,
 ``BENCH_REDIS`` as for ``tracker_throughput``.
+
+Below the table, the user-agent classification on its own (issue 21's targets): a never-seen
+user agent (real browsers' and crawlers' user agents from the pinned public collections, each
+classified once, uncached) and a cached one, and the cold first classification that the
+middleware's warm-up moves to worker start.
 """
 
 from __future__ import annotations
@@ -83,6 +88,7 @@ def main() -> None:
                 continue
             rows.append((configuration, figures))
     (print_instructions if instructions else print_table)(rows)
+    print_classification()
 
 
 def alternating_rounds(env: dict[str, str]) -> dict[bool, list[dict[str, float]]]:
@@ -172,6 +178,90 @@ def print_table(rows: list) -> None:
             for plain, tracked in zip(rounds[False], rounds[True], strict=True)
         ]
         print(f"  {configuration.label}: {', '.join(pairs)}")
+
+
+UNCACHED_TARGET_US = 1000
+CACHED_TARGET_US = 10
+CACHED_CALLS = 200_000
+MATOMO_BROWSER_SAMPLE = 3000
+
+
+def print_classification() -> None:
+    output = subprocess.run(
+        [sys.executable, "-m", "benchmarks.tracker_cost", "classify"],
+        cwd=ROOT,
+        env={**os.environ, "DEBUG": os.environ.get("DEBUG", "1")},
+        check=True,
+        capture_output=True,
+        text=True,
+    ).stdout
+    cost = json.loads(output.strip().splitlines()[-1])
+
+    def verdict(value: float, target: float) -> str:
+        return "met" if value < target else "NOT met"
+
+    print("\n| user-agent classification | µs | target |")
+    print("|---" * 3 + "|")
+    for group in ("browsers", "crawlers"):
+        mean, p99 = cost[f"{group}_mean_us"], cost[f"{group}_p99_us"]
+        print(
+            f"| never seen, {cost[f'{group}_count']:,} real {group}' user agents: mean / p99 "
+            f"| {mean:.1f} / {p99:.1f} "
+            f"| < {UNCACHED_TARGET_US} ({verdict(p99, UNCACHED_TARGET_US)}) |"
+        )
+    print(
+        f"| cached, mean of {CACHED_CALLS:,} calls | {cost['cached_us']:.2f} "
+        f"| < {CACHED_TARGET_US} ({verdict(cost['cached_us'], CACHED_TARGET_US)}) |"
+    )
+    print(
+        f"| first user agent in a cold process (paid by the warm-up at worker start) "
+        f"| {cost['cold_first_us']:,.0f} | at start, not in a page view |"
+    )
+
+
+def classification_cost() -> dict[str, float]:
+    """In this process: wall µs to classify never-seen and cached user agents."""
+    import random
+
+    import django
+
+    os.environ.setdefault("DJANGO_SETTINGS_MODULE", "analytics_site.settings")
+    django.setup()
+    from tests.tracker.public_user_agents import (
+        crawler_user_agents,
+        fake_useragent_browsers,
+        matomo_browser_user_agents,
+    )
+    from tracker.classify import _classify_cached, classifier_warm_up, classify_user_agent
+
+    started = time.perf_counter()
+    classify_user_agent(BROWSER_UA)
+    cold_first_us = (time.perf_counter() - started) * 1e6
+    classifier_warm_up()
+    matomo = [user_agent for user_agent, _label in matomo_browser_user_agents()]
+    groups = {
+        "browsers": [user_agent for user_agent, _label in fake_useragent_browsers()]
+        + random.Random(0).sample(matomo, MATOMO_BROWSER_SAMPLE),
+        "crawlers": crawler_user_agents(),
+    }
+    cost = {"cold_first_us": cold_first_us}
+    for group, user_agents in groups.items():
+        _classify_cached.cache_clear()
+        timings = []
+        for user_agent in dict.fromkeys(user_agents):
+            started = time.perf_counter()
+            classify_user_agent(user_agent)
+            timings.append((time.perf_counter() - started) * 1e6)
+        timings.sort()
+        cost[f"{group}_count"] = len(timings)
+        cost[f"{group}_mean_us"] = statistics.fmean(timings)
+        cost[f"{group}_p99_us"] = timings[int(len(timings) * 0.99)]
+    classify_user_agent(BROWSER_UA)
+    started = time.perf_counter()
+    for _ in range(CACHED_CALLS):
+        classify_user_agent(BROWSER_UA)
+    cost["cached_us"] = (time.perf_counter() - started) * 1e6 / CACHED_CALLS
+    return cost
 
 
 def process_cpu_seconds(pid: int) -> float:
@@ -274,4 +364,7 @@ def serve(requests: int) -> dict[str, float]:
 
 
 if __name__ == "__main__":
-    print(json.dumps(serve(int(sys.argv[1]))))
+    if sys.argv[1] == "classify":
+        print(json.dumps(classification_cost()))
+    else:
+        print(json.dumps(serve(int(sys.argv[1]))))

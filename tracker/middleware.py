@@ -14,6 +14,8 @@ from tracker.buffer import sink_from_settings
 from tracker.classify import (
     PathExclusion,
     UserAgentClass,
+    announces_bot,
+    classifier_warm_up,
     classify_user_agent,
     is_excluded_by_headers,
     is_html,
@@ -41,13 +43,15 @@ class VisitTrackingMiddleware:
         self.sink = sink_from_settings()
         self.session_store = import_module(settings.SESSION_ENGINE).SessionStore
         self.failure_count = 0
+        # Built with the WSGI / ASGI handler, so at worker start: not in a visitor's page view.
+        classifier_warm_up()
 
     def __call__(self, request: HttpRequest) -> HttpResponse:
         started = time.perf_counter()
         self.drop_unstorable_session_key(request)
         response = self.get_response(request)
         agent = classify_user_agent(request.META.get("HTTP_USER_AGENT", ""))
-        if agent.is_declared_crawler:
+        if agent.is_declared_crawler or announces_bot(request.META):
             self.keep_sessionless(request)
         elif self.is_page_view(request, response, agent):
             elapsed_ms = round((time.perf_counter() - started) * 1000)

@@ -7,6 +7,9 @@ from tracker.classify import (
     USER_AGENT_CACHE_SIZE,
     PathExclusion,
     _classify_cached,
+    announces_bot,
+    classifier_is_warm,
+    classifier_warm_up,
     classify_user_agent,
     is_excluded_by_headers,
     is_html,
@@ -42,6 +45,55 @@ class BotTests:
 
     def test_cache_bounded(self):
         assert _classify_cached.cache_info().maxsize == USER_AGENT_CACHE_SIZE
+
+    @pytest.mark.parametrize(
+        "user_agent",
+        [
+            "Mozilla/5.0 (X11; Linux x86_64) AppleWebKit/537.36 (KHTML, like Gecko) "
+            "HeadlessChrome/131.0.6778.33 Safari/537.36",
+            "Mozilla/5.0 (Unknown; Linux x86_64) AppleWebKit/538.1 (KHTML, like Gecko) "
+            "PhantomJS/2.1.1 Safari/538.1",
+            "Mozilla/5.0 (Windows NT 10.0; Win64; x64) AppleWebKit/537.36 (KHTML, like Gecko) "
+            "Chrome/131.0.0.0 Safari/537.36 Playwright/1.49.0",
+            "Mozilla/5.0 (X11; Linux x86_64; rv:133.0) Gecko/20100101 Firefox/133.0 Selenium",
+            "Mozilla/5.0 (Windows NT 10.0; Win64; x64) AppleWebKit/537.36 (KHTML, like Gecko) "
+            "Cypress/13.16.0 Chrome/128.0.6613.178 Electron/32.2.6 Safari/537.36",
+            "Mozilla/5.0 (linux) AppleWebKit/537.36 (KHTML, like Gecko) jsdom/25.0.1",
+        ],
+    )
+    def test_automation_browser_is_declared_crawler(self, user_agent):
+        assert classify_user_agent(user_agent).is_declared_crawler
+
+    @pytest.mark.parametrize(
+        "meta",
+        [
+            {"HTTP_FROM": "googlebot(at)googlebot.com"},
+            {"HTTP_FROM": "bingbot(at)microsoft.com"},
+            {"HTTP_FROM": "support@search.yandex.ru"},
+            {"HTTP_SEC_CH_UA": '"HeadlessChrome";v="131", "Chromium";v="131"'},
+        ],
+    )
+    def test_announces_bot_by_headers(self, meta):
+        assert announces_bot({"HTTP_USER_AGENT": BROWSER_USER_AGENTS[0][-1], **meta})
+
+    @pytest.mark.parametrize(
+        "meta",
+        [
+            {},
+            {"HTTP_FROM": ""},
+            {"HTTP_SEC_CH_UA": '"Google Chrome";v="131", "Chromium";v="131", "Not_A Brand";v="24"'},
+        ],
+    )
+    def test_announces_bot_browser_headers_not(self, meta):
+        assert not announces_bot(meta)
+
+
+class WarmUpTests:
+    def test_warm_up_leaves_cache_empty(self):
+        _classify_cached.cache_clear()
+        classifier_warm_up()
+        assert classifier_is_warm()
+        assert _classify_cached.cache_info().currsize == 0
 
 
 class BrowserFamilyTests:

@@ -162,24 +162,20 @@ def timeseries_figure(points: list[dict], *, hourly: bool) -> dict:
         "marker": {"color": "rgba(37, 99, 235, 0.35)"},
         "hovertemplate": "%{y} pageviews<extra></extra>",
     }
-    visits = {
-        "type": "scatter",
-        "name": "Visits",
-        "x": times,
-        "y": [point["visits"] for point in points],
-        "mode": mode,
-        "line": {"color": ACCENT, "width": 2.5},
-        "hovertemplate": "%{y} visits<extra></extra>",
-    }
-    visitors = {
-        "type": "scatter",
-        "name": "Visitors",
-        "x": times,
-        "y": [point["visitors"] for point in points],
-        "mode": mode,
-        "line": {"color": THIRD, "width": 2, "dash": "dot"},
-        "hovertemplate": "%{y} visitors<extra></extra>",
-    }
+
+    def line(name: str, measure: str, **style) -> dict:
+        return {
+            "type": "scatter",
+            "name": name,
+            "x": times,
+            "y": [point[measure] for point in points],
+            "mode": mode,
+            "line": style,
+            "hovertemplate": f"%{{y}} {measure}<extra></extra>",
+        }
+
+    visits = line("Visits", "visits", color=ACCENT, width=2.5)
+    visitors = line("Visitors", "visitors", color=THIRD, width=2, dash="dot")
     return _figure(
         [pageviews, visits, visitors],
         _layout(

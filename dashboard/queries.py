@@ -248,17 +248,26 @@ def headline_totals(
     return periods
 
 
+def _range_sums(
+    hourly: QuerySet, daily: QuerySet, *, start: dt.datetime, end: dt.datetime, fields: list[str]
+) -> dict[str, int]:
+    """Sums of ``fields`` of the rollup rows that cover [start, end)."""
+    rows, params = _rollup_rows(hourly, daily, start=start, end=end, fields=fields)
+    sums = ", ".join(f"coalesce(sum({field}), 0)" for field in fields)
+    sql = f"SELECT {sums} FROM ({rows}) rollup"  # noqa: S608
+    # int(): PostgreSQL sums a bigint column as numeric.
+    return {field: int(value) for field, value in zip(fields, _fetch(sql, params)[0], strict=True)}
+
+
 def visit_count(*, start: dt.datetime, end: dt.datetime, path: str | None = None) -> int:
     """Visits started in [start, end) (entered on ``path``), counted from the rollups."""
-    rows, params = _rollup_rows(
+    return _range_sums(
         _visit_rows(VisitHourly, path=path),
         _visit_rows(VisitDaily, path=path),
         start=start,
         end=end,
         fields=["visits"],
-    )
-    sql = f"SELECT coalesce(sum(visits), 0) FROM ({rows}) rollup"  # noqa: S608
-    return int(_fetch(sql, params)[0][0])  # a numeric sum on PostgreSQL
+    )["visits"]
 
 
 def _page_repeats(*, start: dt.datetime, end: dt.datetime, paths: list[str] | None) -> dict:
@@ -520,14 +529,14 @@ def _new_visitors_in(*, start: dt.datetime, end: dt.datetime, path: str | None) 
 
 def new_visitor_count(*, start: dt.datetime, end: dt.datetime, path: str | None = None) -> int:
     """Visitors first seen in [start, end): the range's first visits, from the rollups."""
-    current, _ = _period_sums(
+    sums = _range_sums(
         _visit_rows(VisitHourly, path=path),
         _visit_rows(VisitDaily, path=path),
         start=start,
         end=end,
         fields=["visits", "returning_visits"],
     )
-    return current["visits"] - current["returning_visits"]
+    return sums["visits"] - sums["returning_visits"]
 
 
 BUCKET_LOWEST = {"1": 1, "2": 2, "3": 3, "4-5": 4, "6-10": 6, "11-20": 11, "21+": 21}

@@ -45,6 +45,7 @@ from __future__ import annotations
 
 import logging
 import time
+from dataclasses import dataclass
 
 from django.conf import settings
 from django.db import connection, transaction
@@ -101,6 +102,37 @@ PAGE_PAIRS = "tracker_rollup_page_pairs"  # (visitor, path) with a new hour, fro
 PAGE_LAG_CHANGES = "tracker_rollup_page_lag_changes"  # PageVisitorHourly's rows, old ones negated
 PAGE_LAG_DELTA = "tracker_rollup_page_lag_delta"  # the change to PageVisitorHourly
 PAGE_LAG_DAY_DELTA = "tracker_rollup_page_lag_day_delta"  # the same per day: PageVisitorDaily's
+
+
+@dataclass(frozen=True)
+class _EarlierHourRollup:
+    """A rollup counting rows by the hour of an earlier one (VisitorHourly: visits by their
+    visitor's k-th earlier visit; PageVisitorHourly: a path's visitors by their earlier view),
+    with its daily table and the temporary tables its change goes through."""
+
+    hourly: str
+    daily: str
+    changes: str  # its rows, old ones negated
+    delta: str
+    day_delta: str
+    key: str  # the column between the hour and previous_hour
+    measure: str
+
+
+EARLIER_HOUR_ROLLUPS = (
+    _EarlierHourRollup(
+        VISITOR_HOURLY, VISITOR_DAILY, LAG_CHANGES, LAG_DELTA, LAG_DAY_DELTA, "lag", "visits"
+    ),
+    _EarlierHourRollup(
+        PAGE_VISITOR_HOURLY,
+        PAGE_VISITOR_DAILY,
+        PAGE_LAG_CHANGES,
+        PAGE_LAG_DELTA,
+        PAGE_LAG_DAY_DELTA,
+        "path",
+        "visitors",
+    ),
+)
 
 # Fields a visitor and a visit take from their first page view.
 FIRST_TOUCH = [*SOURCE_FIELDS, *DEVICE_FIELDS]
@@ -191,6 +223,7 @@ class _Dialect:
             for fields in (SUMMARY, STORED, VISIT_COUNTED)
         )
         measures = ", ".join(f"{m} {number}" for m in VISIT_MEASURES)
+        key_types = {"lag": number, "path": value}
         return [
             # No key: filling it is on the critical path, and it is only ever read in full.
             f"""CREATE TEMPORARY TABLE IF NOT EXISTS {BATCH}
@@ -211,20 +244,13 @@ class _Dialect:
                 path {value}, since {moment})""",
             *(
                 f"""CREATE TEMPORARY TABLE IF NOT EXISTS {table} ({when} {moment},
-                    path {value}, previous_hour {moment}, visitors {number})"""
+                    {rollup.key} {key_types[rollup.key]}, previous_hour {moment},
+                    {rollup.measure} {number})"""
+                for rollup in EARLIER_HOUR_ROLLUPS
                 for table, when in (
-                    (PAGE_LAG_CHANGES, "hour"),
-                    (PAGE_LAG_DELTA, "hour"),
-                    (PAGE_LAG_DAY_DELTA, "day"),
-                )
-            ),
-            *(
-                f"""CREATE TEMPORARY TABLE IF NOT EXISTS {table} ({when} {moment},
-                    lag {number}, previous_hour {moment}, visits {number})"""
-                for table, when in (
-                    (LAG_CHANGES, "hour"),
-                    (LAG_DELTA, "hour"),
-                    (LAG_DAY_DELTA, "day"),
+                    (rollup.changes, "hour"),
+                    (rollup.delta, "hour"),
+                    (rollup.day_delta, "day"),
                 )
             ),
         ]
@@ -540,19 +566,15 @@ def _lag_changes_sql(d: _Dialect, *, visits: str, sign: int) -> str:
     """
 
 
-def _net_delta_sql(
-    d: _Dialect, *, changes: str, delta: str, day_delta: str, key: str, measure: str
-) -> list[str]:
-    """Net a table of old (negated) and new rows into an hourly change, and that per day.
-
-    ``key`` is the column between the hour and ``previous_hour`` (lag or path).
-    """
+def _net_delta_sql(d: _Dialect, rollup: _EarlierHourRollup) -> list[str]:
+    """Net a rollup's old (negated) and new rows into its hourly change, and that per day."""
+    key, measure = rollup.key, rollup.measure
     return [
-        f"""INSERT INTO {delta} (hour, {key}, previous_hour, {measure})
-            SELECT hour, {key}, previous_hour, sum({measure}) FROM {changes}
+        f"""INSERT INTO {rollup.delta} (hour, {key}, previous_hour, {measure})
+            SELECT hour, {key}, previous_hour, sum({measure}) FROM {rollup.changes}
             GROUP BY 1, 2, 3 HAVING sum({measure}) <> 0""",
-        f"""INSERT INTO {day_delta} (day, {key}, previous_hour, {measure})
-            SELECT {d.day("hour")}, {key}, previous_hour, sum({measure}) FROM {delta}
+        f"""INSERT INTO {rollup.day_delta} (day, {key}, previous_hour, {measure})
+            SELECT {d.day("hour")}, {key}, previous_hour, sum({measure}) FROM {rollup.delta}
             GROUP BY 1, 2, 3 HAVING sum({measure}) <> 0""",
     ]
 
@@ -815,35 +837,20 @@ def _apply_visit_rollups(cursor, d: _Dialect) -> None:
     """Bring the hourly and daily visit and visitor rollups in line with the batch."""
     _execute(cursor, _delta_sql(d))
     _execute(cursor, _day_delta_sql(d))
-    for statement in [
-        *_net_delta_sql(
-            d,
-            changes=LAG_CHANGES,
-            delta=LAG_DELTA,
-            day_delta=LAG_DAY_DELTA,
-            key="lag",
-            measure="visits",
-        ),
-        *_net_delta_sql(
-            d,
-            changes=PAGE_LAG_CHANGES,
-            delta=PAGE_LAG_DELTA,
-            day_delta=PAGE_LAG_DAY_DELTA,
-            key="path",
-            measure="visitors",
-        ),
-    ]:
-        _execute(cursor, statement)
-    visit_keys, lag_keys = ["dimension", "value"], ["lag", "previous_hour"]
-    page_keys = ["path", "previous_hour"]
-    for table, delta, keys, measures, count in (
+    visit_keys = ["dimension", "value"]
+    changes = [
         (VISIT_HOURLY, DELTA, ["hour", *visit_keys], VISIT_MEASURES, "visits"),
         (VISIT_DAILY, DAY_DELTA, ["day", *visit_keys], VISIT_MEASURES, "visits"),
-        (VISITOR_HOURLY, LAG_DELTA, ["hour", *lag_keys], ["visits"], "visits"),
-        (VISITOR_DAILY, LAG_DAY_DELTA, ["day", *lag_keys], ["visits"], "visits"),
-        (PAGE_VISITOR_HOURLY, PAGE_LAG_DELTA, ["hour", *page_keys], ["visitors"], "visitors"),
-        (PAGE_VISITOR_DAILY, PAGE_LAG_DAY_DELTA, ["day", *page_keys], ["visitors"], "visitors"),
-    ):
+    ]
+    for rollup in EARLIER_HOUR_ROLLUPS:
+        for statement in _net_delta_sql(d, rollup):
+            _execute(cursor, statement)
+        keys, measures = [rollup.key, "previous_hour"], [rollup.measure]
+        changes += [
+            (rollup.hourly, rollup.delta, ["hour", *keys], measures, rollup.measure),
+            (rollup.daily, rollup.day_delta, ["day", *keys], measures, rollup.measure),
+        ]
+    for table, delta, keys, measures, count in changes:
         for statement in _apply_delta_sql(
             table=table, delta=delta, keys=keys, measures=measures, count=count
         ):

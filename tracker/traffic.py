@@ -232,26 +232,27 @@ class TrafficModel:
         tracker would have stored them. Sorting the rows sorts them by event id, which follows
         the page view's time: every row starts with the same field count and event id length.
         """
-        pending = self.pending
         rows: list[bytes] = []
-        for arrival in arrivals:
-            while pending and pending[0][0] <= arrival:
-                start, _, visitor = heappop(pending)
-                rows += self.visit_rows(visitor, start)
-            rows += self.visit_rows(self.visitor(arrival), arrival)
-            if len(rows) >= WRITE_ROWS:
-                rows.sort()
-                yield rows
-                rows = []
-        while flush and pending:
-            start, _, visitor = heappop(pending)
-            rows += self.visit_rows(visitor, start)
+        for visit in self._visits_in_start_order(arrivals, flush=flush):
+            rows += visit
             if len(rows) >= WRITE_ROWS:
                 rows.sort()
                 yield rows
                 rows = []
         rows.sort()
         yield rows
+
+    def _visits_in_start_order(self, arrivals: Iterable[int], *, flush: bool):
+        """Yield each visit's rows: the returns due before each first arrival, then it."""
+        pending = self.pending
+        for arrival in arrivals:
+            while pending and pending[0][0] <= arrival:
+                start, _, visitor = heappop(pending)
+                yield self.visit_rows(visitor, start)
+            yield self.visit_rows(self.visitor(arrival), arrival)
+        while flush and pending:
+            start, _, visitor = heappop(pending)
+            yield self.visit_rows(visitor, start)
 
     def visitor(self, arrival: int) -> _Visitor:
         """Draw a visitor first arriving at ``arrival``: its tracking id, device and returns."""

@@ -232,6 +232,12 @@ TRACKER_EXCLUDE_PATHS = env_list("TRACKER_EXCLUDE_PATHS", [])
 # A visit ends after this many seconds without a page view (30 minutes, as in every analytics
 # product people compare us with).
 TRACKER_VISIT_TIMEOUT = env_int("TRACKER_VISIT_TIMEOUT", 1800)
+# How many proxies in front of the site append to X-Forwarded-For: the visitor's address (looked
+# up for its country, then forgotten) is the one the outermost of them saw. 0: the header is
+# ignored, since any client can send one.
+TRACKER_TRUSTED_PROXIES = env_int("TRACKER_TRUSTED_PROXIES", 0)
+if TRACKER_TRUSTED_PROXIES < 0:
+    raise ImproperlyConfigured("TRACKER_TRUSTED_PROXIES must be 0 or more")
 TRACKER_SINK = "redis" if REDIS_URL else "direct"
 TRACKER_REDIS_STREAM = os.environ.get("TRACKER_REDIS_STREAM", "tracker:visits")
 # TRACKER_ENABLED=0 removes the middleware: `make bench` compares the same app with and without.

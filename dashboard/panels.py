@@ -33,11 +33,13 @@ SOURCE_DIMENSIONS = [
     Dimension.UTM_CAMPAIGN,
 ]
 TECH_DIMENSIONS = [Dimension.BROWSER, Dimension.OS, Dimension.DEVICE]
+COUNTRY_DIMENSIONS = [Dimension.COUNTRY]
 # The session dimensions each part shows: one query ranks all of those a request needs.
 PART_DIMENSIONS = {
     "pages": PAGE_DIMENSIONS,
     "sources": SOURCE_DIMENSIONS,
     "tech": TECH_DIMENSIONS,
+    "countries": COUNTRY_DIMENSIONS,
 }
 
 
@@ -98,6 +100,19 @@ def _pages(*, period: Period, path: str, page: int, now: dt.datetime, breakdowns
     }
 
 
+def _countries(
+    *, period: Period, path: str, page: int, now: dt.datetime, breakdowns: dict
+) -> dict:
+    return {
+        "countries": queries.top_countries(
+            start=period.start,
+            end=period.end,
+            limit=BREAKDOWN_LIMIT,
+            breakdown=breakdowns[Dimension.COUNTRY],
+        )
+    }
+
+
 def _sessions(*, period: Period, path: str, page: int, now: dt.datetime, breakdowns: dict) -> dict:
     total = queries.new_visitor_count(start=period.start, end=period.end, path=path)
     page_count = max(1, -(-total // SESSIONS_PER_PAGE))
@@ -125,6 +140,7 @@ PANELS: dict[str, list[str]] = {
     "pages": ["pages"],
     "sources": ["sources"],
     "tech": ["tech"],
+    "countries": ["countries"],
     "sessions": ["sessions"],
 }
 PARTS: dict[str, Callable[..., dict]] = {
@@ -135,10 +151,11 @@ PARTS: dict[str, Callable[..., dict]] = {
     "pages": _pages,
     "sources": _breakdown(PART_DIMENSIONS["sources"]),
     "tech": _breakdown(PART_DIMENSIONS["tech"]),
+    "countries": _countries,
     "sessions": _sessions,
 }
-CACHED_PARTS = {"headline", "visits", "over-time", "pages", "sources", "tech"}
-PAGE_PANELS = ["cards", "visits", "over-time", "pages", "sources", "tech", "sessions"]
+CACHED_PARTS = {"headline", "visits", "over-time", "pages", "sources", "tech", "countries"}
+PAGE_PANELS = ["cards", "visits", "over-time", "pages", "sources", "tech", "countries", "sessions"]
 
 
 def rollups_version() -> str:

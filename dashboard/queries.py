@@ -37,6 +37,8 @@ from tracker.models import (
     SOURCE_FIELDS,
     VISIT_MEASURES,
     AggregationState,
+    CountryVisitorDaily,
+    CountryVisitorHourly,
     PageDaily,
     PageHourly,
     PageVisitorDaily,
@@ -56,6 +58,7 @@ PAGES_BUCKETS = ["1", "2", "3", "4-5", "6-10", "11-20", "21+"]
 VISITS_BUCKETS = [("1", 1), ("2", 2), ("3", 3), ("4-5", 4), ("6-10", 6), ("11+", 11)]
 LIVE_WINDOW = dt.timedelta(minutes=5)
 HOURLY_UP_TO = dt.timedelta(days=2)
+COUNTRIES_LIMIT = 50  # stats.json's; the dashboard shows fewer
 
 
 def _change(current: float | None, previous: float | None) -> float | None:
@@ -496,6 +499,41 @@ def dimension_breakdown(
     return breakdown
 
 
+def top_countries(
+    *, start: dt.datetime, end: dt.datetime, limit: int, breakdown: list[dict] | None = None
+) -> list[dict]:
+    """Countries by visits, with their distinct visitors over the whole range (exact).
+
+    A country's visitors are its visits less those whose visitor's previous visit from it also
+    started in the range (CountryVisitorCounts). ``breakdown``: this range's country rows from
+    ``dimension_breakdown``, when already read.
+    """
+    if breakdown is None:
+        breakdown = dimension_breakdown(
+            start=start, end=end, dimensions=[Dimension.COUNTRY], limit=limit
+        )[Dimension.COUNTRY]
+    if not breakdown:
+        return []
+    shown = [row["value"] for row in breakdown]
+    rows, params = _rollup_rows(
+        CountryVisitorHourly.objects.filter(previous_hour__gte=start, country__in=shown),
+        CountryVisitorDaily.objects.filter(previous_hour__gte=start, country__in=shown),
+        start=start,
+        end=end,
+        fields=["country", "visitors"],
+    )
+    sql = f"SELECT country, sum(visitors) FROM ({rows}) rollup GROUP BY country"  # noqa: S608
+    repeats = {country: int(total) for country, total in _fetch(sql, params)}
+    return [
+        {
+            "country": row["value"],
+            "visitors": row["visits"] - repeats.get(row["value"], 0),
+            **{key: row[key] for key in ("visits", "pageviews", "bounce_rate")},
+        }
+        for row in breakdown
+    ]
+
+
 VISITOR_FIELDS = [
     "tracking_id",
     "first_seen",
@@ -505,6 +543,7 @@ VISITOR_FIELDS = [
     "entry_path",
     *SOURCE_FIELDS,
     *DEVICE_FIELDS,
+    "country",
     "ended",
 ]
 VISIT_FIELDS = [
@@ -518,6 +557,7 @@ VISIT_FIELDS = [
     "exit_path",
     *SOURCE_FIELDS,
     *DEVICE_FIELDS,
+    "country",
 ]
 
 
@@ -702,6 +742,7 @@ def stats_from_rollups(*, start: dt.datetime, end: dt.datetime, path: str | None
             start=start, end=end, visits=None if path else current["visits"]
         ),
         "pages_per_visit_histogram": pages_per_visit_histogram(start=start, end=end),
+        "countries": top_countries(start=start, end=end, limit=COUNTRIES_LIMIT),
         "timeseries": [
             {**point, "t": point["t"].isoformat()}
             for point in timeseries(start=start, end=end, path=path)

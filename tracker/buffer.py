@@ -376,6 +376,7 @@ def visit_from_json(encoded: str | bytes) -> Visit:
     fields["event_id"] = uuid.UUID(fields["event_id"])
     fields["tracking_id"] = uuid.UUID(fields["tracking_id"])
     fields["visited_at"] = datetime.fromisoformat(fields["visited_at"])
+    fields.setdefault("country", "")  # buffered before countries were recorded
     return Visit(**{field.attname: fields[field.attname] for field in VISIT_FIELDS})
 
 

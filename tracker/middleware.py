@@ -36,6 +36,7 @@ class VisitTrackingMiddleware:
     def __init__(self, get_response: Callable[[HttpRequest], HttpResponse]) -> None:
         self.get_response = get_response
         self.respect_dnt = settings.TRACKER_RESPECT_DNT
+        self.trusted_proxies = settings.TRACKER_TRUSTED_PROXIES
         self.path_exclusion = PathExclusion(
             url_prefixes=[settings.STATIC_URL or "", settings.MEDIA_URL or ""],
             patterns=settings.TRACKER_EXCLUDE_PATHS,
@@ -62,6 +63,7 @@ class VisitTrackingMiddleware:
                     agent=agent,
                     elapsed_ms=elapsed_ms,
                     sink=self.sink,
+                    trusted_proxies=self.trusted_proxies,
                 )
             except Exception:
                 # Bookkeeping never breaks a page: log it, count it, serve the page.

@@ -14,6 +14,7 @@ FAMILY_MAX_LENGTH = 50
 # Where a page view came from, and on what: a visit and a visitor take them from their first.
 SOURCE_FIELDS = ["referrer_host", "utm_source", "utm_medium", "utm_campaign"]
 DEVICE_FIELDS = ["browser", "os", "device"]
+COUNTRY_MAX_LENGTH = 2  # ISO 3166-1 alpha-2; "" when unknown
 
 
 class Device(models.TextChoices):
@@ -45,6 +46,7 @@ class Visit(models.Model):
     browser = models.CharField(max_length=FAMILY_MAX_LENGTH, blank=True, default="")
     os = models.CharField(max_length=FAMILY_MAX_LENGTH, blank=True, default="")
     device = models.CharField(max_length=10, choices=Device.choices, default=Device.OTHER)
+    country = models.CharField(max_length=COUNTRY_MAX_LENGTH, blank=True, default="")
     status_code = models.PositiveSmallIntegerField()
     response_ms = models.PositiveIntegerField()
 
@@ -75,6 +77,7 @@ class TrackedSession(models.Model):
     browser = models.CharField(max_length=FAMILY_MAX_LENGTH, blank=True, default="")
     os = models.CharField(max_length=FAMILY_MAX_LENGTH, blank=True, default="")
     device = models.CharField(max_length=10, choices=Device.choices, default=Device.OTHER)
+    country = models.CharField(max_length=COUNTRY_MAX_LENGTH, blank=True, default="")
     # Set once the Django session behind it has expired; its analytics are kept.
     ended = models.BooleanField(default=False)
 
@@ -117,6 +120,7 @@ class VisitSummary(models.Model):
     browser = models.CharField(max_length=FAMILY_MAX_LENGTH, blank=True, default="")
     os = models.CharField(max_length=FAMILY_MAX_LENGTH, blank=True, default="")
     device = models.CharField(max_length=10, choices=Device.choices, default=Device.OTHER)
+    country = models.CharField(max_length=COUNTRY_MAX_LENGTH, blank=True, default="")
 
     class Meta:
         constraints = [
@@ -168,8 +172,8 @@ class VisitCounts(models.Model):
 
     ``all`` carries the totals (value ""); ``pages`` buckets visits by their pageviews
     (1, 2, 3, 4-5, 6-10, 11-20, 21+); the others are the visit's entry and exit page, its
-    referrer and UTM fields, and its browser, OS and device. ``returning_visits`` counts the visits
-    whose visitor had an earlier visit.
+    referrer and UTM fields, its browser, OS and device, and its country. ``returning_visits``
+    counts the visits whose visitor had an earlier visit.
     """
 
     class Dimension(models.TextChoices):
@@ -183,6 +187,7 @@ class VisitCounts(models.Model):
         BROWSER = "browser", "Browser"
         OS = "os", "Operating system"
         DEVICE = "device", "Device"
+        COUNTRY = "country", "Country"
         PAGES = "pages", "Pages per visit"
 
     dimension = models.CharField(max_length=20, choices=Dimension.choices)
@@ -394,3 +399,49 @@ class PageVisitorDaily(PageVisitorCounts):
 
     def __str__(self) -> str:
         return f"{self.day:%Y-%m-%d} {self.path} after {self.previous_hour:%Y-%m-%d %H:00}"
+
+
+class CountryVisitorCounts(models.Model):
+    """Visits whose visitor had an earlier visit from the same country, by the hour that visit
+    (the latest such) started.
+
+    The distinct visitors from a country over any range [a, b) follow exactly: its visits there
+    (VisitHourly, dimension country) less these rows with previous_hour >= a, since each visitor
+    then counts only with its first visit from that country in the range.
+    """
+
+    country = models.CharField(max_length=COUNTRY_MAX_LENGTH, blank=True, default="")
+    previous_hour = models.DateTimeField()
+    visitors = models.PositiveIntegerField()
+
+    class Meta:
+        abstract = True
+
+
+class CountryVisitorHourly(CountryVisitorCounts):
+    hour = models.DateTimeField()
+
+    class Meta:
+        constraints = [
+            models.UniqueConstraint(
+                fields=["hour", "country", "previous_hour"], name="country_visitor_hourly_unique"
+            ),
+        ]
+
+    def __str__(self) -> str:
+        after = f"{self.previous_hour:%Y-%m-%d %H:00}"
+        return f"{self.hour:%Y-%m-%d %H:00} {self.country} after {after}"
+
+
+class CountryVisitorDaily(CountryVisitorCounts):
+    day = models.DateTimeField()  # the UTC midnight starting the day
+
+    class Meta:
+        constraints = [
+            models.UniqueConstraint(
+                fields=["day", "country", "previous_hour"], name="country_visitor_daily_unique"
+            ),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.day:%Y-%m-%d} {self.country} after {self.previous_hour:%Y-%m-%d %H:00}"

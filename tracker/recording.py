@@ -2,8 +2,8 @@
 
 A visit holds the session's tracking id (random and time-ordered, a UUIDv7 kept in the session
 data), never the session key; the referrer's host, never its URL; browser / OS / device
-families, never the user agent; the path and three UTM fields, never the query string. No IP
-address, no cookie.
+families, never the user agent; the path and three UTM fields, never the query string; the
+country, never the IP address. No cookie.
 """
 
 from __future__ import annotations
@@ -18,6 +18,7 @@ from urllib.parse import urlsplit
 from django.core.exceptions import DisallowedHost
 from django.http.request import split_domain_port
 
+from tracker.countries import request_country
 from tracker.ids import RANDOM_BITS, uuid7
 from tracker.models import HOST_MAX_LENGTH, PATH_MAX_LENGTH, UTM_MAX_LENGTH
 
@@ -88,7 +89,12 @@ def utm_fields(query: QueryDict) -> dict[str, str]:
 
 
 def visit_build(
-    *, request: HttpRequest, response: HttpResponse, agent: UserAgentClass, elapsed_ms: int
+    *,
+    request: HttpRequest,
+    response: HttpResponse,
+    agent: UserAgentClass,
+    elapsed_ms: int,
+    trusted_proxies: int = 0,
 ) -> dict:
     """Return the visit row (field name -> value) for a tracked request; no side effect but
     creating the session's tracking id."""
@@ -109,6 +115,7 @@ def visit_build(
         "browser": agent.browser,
         "os": agent.os,
         "device": agent.device,
+        "country": request_country(request.META, trusted_proxies=trusted_proxies),
         "status_code": response.status_code,
         "response_ms": max(elapsed_ms, 0),
     }
@@ -121,6 +128,15 @@ def visit_record(
     agent: UserAgentClass,
     elapsed_ms: int,
     sink: VisitSink,
+    trusted_proxies: int = 0,
 ) -> None:
     """Append one raw visit through the sink: the only write the request path makes."""
-    sink.write(visit_build(request=request, response=response, agent=agent, elapsed_ms=elapsed_ms))
+    sink.write(
+        visit_build(
+            request=request,
+            response=response,
+            agent=agent,
+            elapsed_ms=elapsed_ms,
+            trusted_proxies=trusted_proxies,
+        )
+    )

@@ -24,14 +24,16 @@ Per batch, all in SQL (no Python loop over rows, memory flat):
 4. Visits: per visitor of the batch, the visits from the one its earliest new page view would
    join onward are kept in ``OLD``, deleted, and split again from the raw rows (a late page
    view can join two visits or split one); ``TrackedSession.visits`` is recounted.
-5. ``VisitHourly`` and ``VisitorHourly`` get the exact change: the re-split visits are added
-   and ``OLD`` is subtracted, per (start hour, dimension, value) and per (start hour, lag,
-   earlier visit's hour). Rows left with nothing are deleted. The cost follows the batch, not
+5. ``VisitHourly``, ``VisitorHourly`` and ``CountryVisitorHourly`` get the exact change: the
+   re-split visits are added and ``OLD`` is subtracted, per (start hour, dimension, value), per
+   (start hour, lag, earlier visit's hour) and per (start hour, country, previous visit from
+   that country's hour). Rows left with nothing are deleted. The cost follows the batch, not
    the size of the hours it touches.
 6. The daily rollups, which let a month-long dashboard range read 30 rows per key instead of
-   720: ``VisitDaily``, ``VisitorDaily`` and ``PageVisitorDaily`` get the same changes summed
-   per UTC day; ``PageDaily`` is recomputed from ``PageHourly`` for the days of the batch's page
-   views (usually today alone). A day's row is thus always the sum of its hours.
+   720: ``VisitDaily``, ``VisitorDaily``, ``PageVisitorDaily`` and ``CountryVisitorDaily`` get
+   the same changes summed per UTC day; ``PageDaily`` is recomputed from ``PageHourly`` for the
+   days of the batch's page views (usually today alone). A day's row is thus always the sum of
+   its hours.
 
 Concurrency: the watermark row is locked for each batch (``select_for_update`` on PostgreSQL; on
 SQLite every write transaction is ``BEGIN IMMEDIATE`` and so runs alone), and only aggregation
@@ -51,12 +53,15 @@ from django.conf import settings
 from django.db import connection, transaction
 
 from tracker.models import (
+    COUNTRY_MAX_LENGTH,
     DEVICE_FIELDS,
     PATH_MAX_LENGTH,
     SOURCE_FIELDS,
     VISIT_MEASURES,
     VISITOR_LAGS,
     AggregationState,
+    CountryVisitorDaily,
+    CountryVisitorHourly,
     PageDaily,
     PageHourly,
     PageVisitorDaily,
@@ -88,6 +93,8 @@ VISITOR_HOURLY = VisitorHourly._meta.db_table
 VISITOR_DAILY = VisitorDaily._meta.db_table
 PAGE_VISITOR_HOURLY = PageVisitorHourly._meta.db_table
 PAGE_VISITOR_DAILY = PageVisitorDaily._meta.db_table
+COUNTRY_VISITOR_HOURLY = CountryVisitorHourly._meta.db_table
+COUNTRY_VISITOR_DAILY = CountryVisitorDaily._meta.db_table
 # Per-connection temporary tables, emptied at the start of each batch.
 BATCH = "tracker_rollup_batch"  # the batch's per-session summaries
 BEFORE = "tracker_rollup_before"  # the stored rows of the batch's sessions, before the batch
@@ -102,13 +109,17 @@ PAGE_PAIRS = "tracker_rollup_page_pairs"  # (visitor, path) with a new hour, fro
 PAGE_LAG_CHANGES = "tracker_rollup_page_lag_changes"  # PageVisitorHourly's rows, old ones negated
 PAGE_LAG_DELTA = "tracker_rollup_page_lag_delta"  # the change to PageVisitorHourly
 PAGE_LAG_DAY_DELTA = "tracker_rollup_page_lag_day_delta"  # the same per day: PageVisitorDaily's
+COUNTRY_CHANGES = "tracker_rollup_country_changes"  # CountryVisitorHourly's rows, old ones negated
+COUNTRY_DELTA = "tracker_rollup_country_delta"  # the change to CountryVisitorHourly
+COUNTRY_DAY_DELTA = "tracker_rollup_country_day_delta"  # the same per day: CountryVisitorDaily's
 
 
 @dataclass(frozen=True)
 class _EarlierHourRollup:
     """A rollup counting rows by the hour of an earlier one (VisitorHourly: visits by their
-    visitor's k-th earlier visit; PageVisitorHourly: a path's visitors by their earlier view),
-    with its daily table and the temporary tables its change goes through."""
+    visitor's k-th earlier visit; PageVisitorHourly: a path's visitors by their earlier view;
+    CountryVisitorHourly: visits by their visitor's previous visit from the same country), with
+    its daily table and the temporary tables its change goes through."""
 
     hourly: str
     daily: str
@@ -132,10 +143,19 @@ EARLIER_HOUR_ROLLUPS = (
         "path",
         "visitors",
     ),
+    _EarlierHourRollup(
+        COUNTRY_VISITOR_HOURLY,
+        COUNTRY_VISITOR_DAILY,
+        COUNTRY_CHANGES,
+        COUNTRY_DELTA,
+        COUNTRY_DAY_DELTA,
+        "country",
+        "visitors",
+    ),
 )
 
 # Fields a visitor and a visit take from their first page view.
-FIRST_TOUCH = [*SOURCE_FIELDS, *DEVICE_FIELDS]
+FIRST_TOUCH = [*SOURCE_FIELDS, *DEVICE_FIELDS, "country"]
 # What a batch's summary holds per session, and what a stored session holds besides.
 SUMMARY = ["first_seen", "last_seen", "pageviews", "entry_path", "exit_path", *FIRST_TOUCH]
 STORED = [*SUMMARY, "duration_seconds"]
@@ -223,7 +243,8 @@ class _Dialect:
             for fields in (SUMMARY, STORED, VISIT_COUNTED)
         )
         measures = ", ".join(f"{m} {number}" for m in VISIT_MEASURES)
-        key_types = {"lag": number, "path": value}
+        country = f"varchar({COUNTRY_MAX_LENGTH})" if self.postgres else ""
+        key_types = {"lag": number, "path": value, "country": country}
         return [
             # No key: filling it is on the critical path, and it is only ever read in full.
             f"""CREATE TEMPORARY TABLE IF NOT EXISTS {BATCH}
@@ -566,6 +587,27 @@ def _lag_changes_sql(d: _Dialect, *, visits: str, sign: int) -> str:
     """
 
 
+def _country_changes_sql(d: _Dialect, *, sign: int) -> str:
+    """CountryVisitorHourly's rows of the visits from the restart points, counted ``sign``
+    times each: run with -1 before they are replaced and with 1 after.
+
+    The previous visit from the same country may lie before the restart point, so the window
+    runs over all of the batch's visitors' visits.
+    """
+    same_country = "PARTITION BY v.tracking_id, v.country ORDER BY v.number"
+    return f"""
+        INSERT INTO {COUNTRY_CHANGES} (hour, country, previous_hour, visitors)
+        SELECT {d.hour("started_at")}, country, {d.hour("previous_start")}, {sign} * count(*)
+        FROM (
+            SELECT v.started_at, v.country, v.number, r.number AS restart,
+                lag(v.started_at) OVER ({same_country}) AS previous_start
+            FROM {RESTART} r JOIN {VISITS} v ON v.tracking_id = r.tracking_id
+        ) c
+        WHERE number >= restart AND previous_start IS NOT NULL
+        GROUP BY 1, 2, 3
+    """
+
+
 def _net_delta_sql(d: _Dialect, rollup: _EarlierHourRollup) -> list[str]:
     """Net a rollup's old (negated) and new rows into its hourly change, and that per day."""
     key, measure = rollup.key, rollup.measure
@@ -804,6 +846,9 @@ TEMPORARY = (
     PAGE_LAG_CHANGES,
     PAGE_LAG_DELTA,
     PAGE_LAG_DAY_DELTA,
+    COUNTRY_CHANGES,
+    COUNTRY_DELTA,
+    COUNTRY_DAY_DELTA,
 )
 # Every table aggregation derives from the raw visits.
 DERIVED = (
@@ -817,20 +862,24 @@ DERIVED = (
     VisitorDaily,
     PageVisitorHourly,
     PageVisitorDaily,
+    CountryVisitorHourly,
+    CountryVisitorDaily,
 )
 
 
 def _visits_resessionize(cursor, d: _Dialect, *, hi: int) -> None:
     """Redo the batch's visitors' visits from where the batch can change them, keeping the old
-    rows in OLD and their lag rows negated in LAG_CHANGES."""
+    rows in OLD and their lag rows negated in LAG_CHANGES and COUNTRY_CHANGES."""
     timeout = settings.TRACKER_VISIT_TIMEOUT
     _execute(cursor, _restart_sql(d), [timeout])
     old_rows, delete = _old_visits_sql()
     _execute(cursor, old_rows)
     _execute(cursor, _lag_changes_sql(d, visits=f"{OLD} v", sign=-1))
+    _execute(cursor, _country_changes_sql(d, sign=-1))
     _execute(cursor, delete)
     _execute(cursor, _sessionize_sql(d), [hi, timeout])
     _execute(cursor, _lag_changes_sql(d, visits=NEW_VISITS, sign=1))
+    _execute(cursor, _country_changes_sql(d, sign=1))
 
 
 def _apply_visit_rollups(cursor, d: _Dialect) -> None:

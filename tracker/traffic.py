@@ -5,9 +5,9 @@ over the last ``days`` days; about 30% come back, some many times (a geometric c
 at most ``MAX_RETURNS``), each return an hour to a week after their last page view, and only
 while their cookie lives (``SESSION_COOKIE_AGE`` from the first page view) and before ``end``.
 Every visit's first page view carries a referrer and campaign drawn afresh, its later page views
-none; browser, system and device are the visitor's. Page popularity is Zipf-like; visit lengths
-are geometric (so about a third bounce); about one visit in a hundred pauses once for about the
-visit timeout (``TRACKER_VISIT_TIMEOUT``), just under, exactly at or just over it, so that
+none; browser, system, device and country are the visitor's. Page popularity is Zipf-like; visit
+lengths are geometric (so about a third bounce); about one visit in a hundred pauses once for
+about the visit timeout (``TRACKER_VISIT_TIMEOUT``), just under, exactly at or just over it, so that
 aggregation meets gaps at its threshold. The seed fixes the traffic's shape; the event and
 tracking ids are fresh on every run, so running twice adds traffic instead of colliding.
 
@@ -99,6 +99,13 @@ CAMPAIGNS = [
     (3, ("google", "cpc", "brand")),
     (2, ("partner", "referral", "webinar")),
 ]
+# A long tail, as real sites see; "" is an address of no known country (a VPN, a private one).
+COUNTRIES = [
+    (30, "US"), (9, "DE"), (8, "GB"), (6, "IN"), (5, "FR"), (4, "CA"), (4, "NL"), (3, "BR"),
+    (3, "JP"), (3, "ES"), (2, "IT"), (2, "AU"), (2, "PL"), (2, "SE"), (2, "CN"), (1, "CH"),
+    (1, "MX"), (1, "KR"), (1, "NG"), (1, "ZA"), (1, "AR"), (1, "ID"), (1, "TR"), (1, "UA"),
+    (1, "NZ"), (1, "IE"), (1, "SG"), (1, "VN"), (3, ""),
+]  # fmt: skip
 # Relative sessions per UTC hour: quiet at night, a peak in the afternoon.
 HOURLY_RHYTHM = [1 + math.sin((hour - 8) * math.pi / 12) * 0.8 for hour in range(24)]
 
@@ -184,6 +191,7 @@ class TrafficModel:
             [(weight, b"".join(map(copy_field, utm))) for weight, utm in CAMPAIGNS]
         )
         self.referrer = _Picker([(weight, copy_field(host)) for weight, host in REFERRERS])
+        self.country = _Picker([(weight, copy_field(code)) for weight, code in COUNTRIES])
         self.log_continue = math.log(CONTINUE_PROBABILITY)
         self.log_return_again = math.log(RETURN_AGAIN_PROBABILITY)
         # Fresh ids each run (their random bits); the seed fixes everything else.
@@ -255,14 +263,16 @@ class TrafficModel:
             yield self.visit_rows(visitor, start)
 
     def visitor(self, arrival: int) -> _Visitor:
-        """Draw a visitor first arriving at ``arrival``: its tracking id, device and returns."""
+        """Draw a visitor first arriving at ``arrival``: its tracking id, device, country and
+        returns."""
         rng = self.rng
         tracking_id = uuid7_int(unix_ns=arrival * 1000, random_bits=rng.getrandbits(62) ^ self.salt)
         agent, later = self.agent(rng)
+        country = self.country(rng)
         return _Visitor(
             tracking_field=UUID_LENGTH + tracking_id.to_bytes(16),
-            agent=agent,
-            later=later,
+            agent=agent + country,
+            later=later + country,
             # The cookie's expiry and the end of the window cut the visitor's page views short.
             limit=min(arrival + self.cookie_age_micros, self.end_micros),
             returns=self.return_count(),
@@ -341,6 +351,7 @@ COPY_COLUMNS = [
     "browser",
     "os",
     "device",
+    "country",
     "status_code",
     "response_ms",
 ]

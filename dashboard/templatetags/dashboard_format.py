@@ -5,6 +5,7 @@ from __future__ import annotations
 from django import template
 
 from dashboard import charts
+from tracker.countries import country_label
 
 register = template.Library()
 
@@ -81,6 +82,12 @@ def dimension_value(value: str, dimension: str) -> str:
     if value:
         return value
     return EMPTY_LABELS.get(dimension, "(unknown)")
+
+
+@register.filter
+def country(code: str) -> str:
+    """A country's flag and name; "(unknown)" for a private or unlisted address."""
+    return country_label(code) if code else "(unknown)"
 
 
 @register.filter

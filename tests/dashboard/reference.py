@@ -17,7 +17,7 @@ from zoneinfo import ZoneInfo
 from tracker.models import Visit
 
 SOURCE_FIELDS = ("referrer_host", "utm_source", "utm_medium", "utm_campaign")
-FIRST_TOUCH = (*SOURCE_FIELDS, "browser", "os", "device")
+FIRST_TOUCH = (*SOURCE_FIELDS, "browser", "os", "device", "country")
 PAGES = ["/", "/about/", "/pricing/", "/blog/", "/blog/a/", "/docs/", "/signup/"]
 SOURCES = [
     ("", "", "", ""),
@@ -283,6 +283,22 @@ def breakdown(visits, *, start, end, dimension: str, path=None) -> dict[str, dic
             "avg_visit_seconds": sum(visit.duration_seconds for visit in chosen) / count,
         }
     return result
+
+
+def countries(visits, *, start, end) -> dict[str, dict]:
+    """Per country: the visits started in the range, their measures and distinct visitors."""
+    rows = breakdown(visits, start=start, end=end, dimension="country")
+    people = defaultdict(set)
+    for visit in in_range(visits, start=start, end=end):
+        people[visit.value("country")].add(visit.tracking_id)
+    return {
+        country: {
+            "country": country,
+            "visitors": len(people[country]),
+            **{key: row[key] for key in ("visits", "pageviews", "bounce_rate")},
+        }
+        for country, row in rows.items()
+    }
 
 
 def visitors(visits) -> dict[uuid.UUID, dict]:

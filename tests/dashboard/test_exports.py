@@ -71,6 +71,13 @@ class StatsJsonTests:
             {"bucket": "11-20", "visits": 0},
             {"bucket": "21+", "visits": 0},
         ]
+        # S6's two visits came from Germany; S2's and S4's from addresses of no known country.
+        assert stats["countries"] == [
+            {"country": "", "visitors": 2, "visits": 2, "pageviews": 2, "bounce_rate": 1.0},
+            {"country": "DE", "visitors": 1, "visits": 2, "pageviews": 4, "bounce_rate": 0.0},
+            {"country": "GB", "visitors": 2, "visits": 2, "pageviews": 8, "bounce_rate": 0.0},
+            {"country": "US", "visitors": 1, "visits": 1, "pageviews": 2, "bounce_rate": 0.0},
+        ]
         assert stats["timeseries"] == [
             # Pageviews follow their visit's start: S3's page after midnight counts on the 10th.
             {"t": "2026-01-10T00:00:00+00:00", "pageviews": 6, "visits": 3, "visitors": 3},
@@ -169,6 +176,7 @@ class CsvExportTests:
             "browser",
             "os",
             "device",
+            "country",
         ]
         # Oldest first; S0's visit lies before the range.
         assert [(row[0], row[1]) for row in rows] == [
@@ -196,6 +204,7 @@ class CsvExportTests:
             "Chrome",
             "Linux",
             "desktop",
+            "GB",
         ]
         assert rows[2][2:8] == [
             "2026-01-10T23:50:00+00:00",

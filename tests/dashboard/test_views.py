@@ -1,5 +1,6 @@
 from __future__ import annotations
 
+import re
 from urllib.parse import quote
 
 import pytest
@@ -16,7 +17,9 @@ DASHBOARD_URLS = [
     "/dashboard/export/pages.csv",
     "/dashboard/api/stats.json",
 ]
-PARTIAL_TARGETS = ["panels", "cards", "live", "visits", "over-time", "pages", "sources", "tech"]
+PARTIAL_TARGETS = [
+    "panels", "cards", "live", "visits", "over-time", "pages", "sources", "tech", "countries",
+]  # fmt: skip
 
 
 class AccessTests:
@@ -171,6 +174,22 @@ class PageAndPartialTests:
         assert '<td class="num">3</td><td class="num">33%</td>' in direct
 
 
+    def test_countries_panel_shows_flag_name_visitors_visits_bounce(self, staff_client, known_data):
+        text = body(
+            staff_client.get(
+                f"/dashboard/?{RANGE_QUERY}", headers={**HTMX, "HX-Target": "countries"}
+            )
+        )
+        rows = [row.split("</tr>")[0] for row in text.split("<tr ")[1:]]
+        cells = [re.findall(r"<td[^>]*>(.*?)</td>", row) for row in rows]
+        assert cells == [
+            ["(unknown)", "2", "2", "100%"],
+            ["\U0001f1e9\U0001f1ea Germany", "1", "2", "0%"],
+            ["\U0001f1ec\U0001f1e7 United Kingdom", "2", "2", "0%"],
+            ["\U0001f1fa\U0001f1f8 United States of America", "1", "1", "0%"],
+        ]
+
+
 class SessionTimelineTests:
     def test_timeline_full_page_lists_pages_in_order(self, staff_client, known_data):
         text = body(staff_client.get(f"/dashboard/sessions/{S1}/"))
@@ -311,8 +330,8 @@ class QueryCountTests:
     @pytest.mark.parametrize(
         ("target", "cold", "warm"),
         [
-            (None, 17, 6),
-            ("panels", 17, 6),
+            (None, 18, 6),
+            ("panels", 18, 6),
             ("cards", 7, 4),
             ("live", 3, 3),
             ("visits", 6, 3),
@@ -320,6 +339,7 @@ class QueryCountTests:
             ("pages", 6, 3),
             ("sources", 4, 3),
             ("tech", 4, 3),
+            ("countries", 5, 3),
             ("sessions", 4, 4),
         ],
     )
@@ -337,7 +357,7 @@ class QueryCountTests:
         self, staff_client, known_data, django_assert_num_queries
     ):
         for url, queries in [
-            (f"/dashboard/api/stats.json?{RANGE_QUERY}", 13),
+            (f"/dashboard/api/stats.json?{RANGE_QUERY}", 15),
             (f"/dashboard/api/stats.json?{RANGE_QUERY}", 4),  # cached figures, fresh "live"
             (f"/dashboard/export/pages.csv?{RANGE_QUERY}", 4),
             (f"/dashboard/export/sessions.csv?{RANGE_QUERY}", 3),

@@ -59,6 +59,10 @@ class VisitorCountTests:
             )
             top = queries.top_pages(**span, limit=None)
             assert {row["path"]: row for row in top} == reference.top_pages(views, **span)
+            countries = queries.top_countries(**span, limit=100)
+            assert {row["country"]: row for row in countries} == reference.countries(
+                visits, **span
+            )
 
     def test_top_pages_limited_keep_exact_visitors(self):
         first = datetime(2026, 5, 4, 21, 0, tzinfo=UTC)
@@ -70,6 +74,18 @@ class VisitorCountTests:
 
         assert len(top) == 3
         assert all(row == expected[row["path"]] for row in top)
+
+    def test_top_countries_limited_keep_exact_visitors(self):
+        first = datetime(2026, 5, 4, 21, 0, tzinfo=UTC)
+        views = load_shuffled(seed=46, start=first, sessions=200)
+        span = {"start": first + timedelta(hours=30), "end": first + timedelta(days=3)}
+        expected = reference.countries(reference_visits(views), **span)
+
+        top = queries.top_countries(**span, limit=2)
+
+        ranked = sorted(expected.values(), key=lambda row: (-row["visits"], row["country"]))
+        assert top == ranked[:2]
+        assert any(row["visitors"] < row["visits"] for row in top)
 
     def test_entry_page_filter_counts_visitors_of_those_visits(self):
         first = datetime(2026, 5, 4, 21, 0, tzinfo=UTC)

@@ -18,6 +18,8 @@ from django.conf import settings
 from tests.dashboard.reference import RefVisit, split_visits
 from tracker.models import (
     VISITOR_LAGS,
+    CountryVisitorDaily,
+    CountryVisitorHourly,
     PageDaily,
     PageHourly,
     PageVisitorDaily,
@@ -38,6 +40,7 @@ UTM_SOURCES = ["", "", "", "", "", "newsletter", "twitter"]
 BROWSERS = ["Chrome", "Firefox", "Safari", ""]
 SYSTEMS = ["Linux", "Windows", "iOS", "Android"]
 DEVICES = ["desktop", "mobile", "tablet", "other"]
+COUNTRIES = ["", "GB", "GB", "US", "DE"]
 SESSION_FIELDS = [
     "tracking_id",
     "first_seen",
@@ -53,9 +56,10 @@ SESSION_FIELDS = [
     "browser",
     "os",
     "device",
+    "country",
     "visits",
 ]
-FIRST_TOUCH = SESSION_FIELDS[7:14]
+FIRST_TOUCH = SESSION_FIELDS[7:15]
 SOURCE = ["referrer_host", "utm_source", "utm_medium", "utm_campaign"]
 VISIT_FIELDS = [
     "tracking_id",
@@ -120,6 +124,7 @@ def random_visits(
                     browser=rng.choice(BROWSERS),
                     os=rng.choice(SYSTEMS),
                     device=rng.choice(DEVICES),
+                    country=rng.choice(COUNTRIES),
                     status_code=200,
                     response_ms=rng.randrange(1, 500),
                 )
@@ -219,6 +224,18 @@ def expected_rollups() -> dict[str, set[tuple]]:
     for (hour, lag, previous), count in lags.items():
         lag_daily[(day_of(hour), lag, previous)] += count
 
+    latest_from = {}  # (visitor, country) -> its latest visit so far
+    country_repeats = defaultdict(int)
+    for visit in sorted(visits, key=lambda visit: (visit.tracking_id, visit.number)):
+        country = visit.views[0].country
+        earlier = latest_from.get((visit.tracking_id, country))
+        if earlier:
+            country_repeats[(hour_of(visit.started_at), country, hour_of(earlier.started_at))] += 1
+        latest_from[(visit.tracking_id, country)] = visit
+    country_repeats_daily = defaultdict(int)
+    for (hour, country, previous), count in country_repeats.items():
+        country_repeats_daily[(day_of(hour), country, previous)] += count
+
     hours_viewed = defaultdict(set)
     for view in page_views:
         hours_viewed[(view.tracking_id, view.path)].add(hour_of(view.visited_at))
@@ -253,6 +270,8 @@ def expected_rollups() -> dict[str, set[tuple]]:
         "visitor_daily": {(*key, count) for key, count in lag_daily.items()},
         "page_visitor_hourly": {(*key, count) for key, count in page_repeats.items()},
         "page_visitor_daily": {(*key, count) for key, count in page_repeats_daily.items()},
+        "country_visitor_hourly": {(*key, count) for key, count in country_repeats.items()},
+        "country_visitor_daily": {(*key, count) for key, count in country_repeats_daily.items()},
     }
 
 
@@ -272,5 +291,11 @@ def stored_rollups() -> dict[str, set[tuple]]:
         ),
         "page_visitor_daily": set(
             PageVisitorDaily.objects.values_list("day", "path", "previous_hour", "visitors")
+        ),
+        "country_visitor_hourly": set(
+            CountryVisitorHourly.objects.values_list("hour", "country", "previous_hour", "visitors")
+        ),
+        "country_visitor_daily": set(
+            CountryVisitorDaily.objects.values_list("day", "country", "previous_hour", "visitors")
         ),
     }

@@ -46,6 +46,7 @@ def a_visit(**overrides) -> dict:
         "browser": "Chrome",
         "os": "Linux",
         "device": "desktop",
+        "country": "",
         "status_code": 200,
         "response_ms": 3,
         **overrides,
@@ -61,6 +62,7 @@ def a_visit_with_every_field() -> dict:
         utm_campaign="spring",
         referrer_host="example.org",
         device="mobile",
+        country="NZ",
         status_code=404,
         response_ms=70_000,
         visited_at=datetime(2026, 3, 29, 1, 30, 0, 123456, tzinfo=UTC),
@@ -504,6 +506,13 @@ class RedisDrainTests:
         redis_client(redis_url).xadd(redis_stream, {"visit": earlier})
         assert drain_buffered_visits() == 1
         assert Visit.objects.values(*visit).get() == visit
+
+    def test_drain_reads_entries_buffered_before_countries(self, redis_stream, redis_url):
+        visit = a_visit_with_every_field()
+        del visit["country"]
+        redis_client(redis_url).xadd(redis_stream, {"visit": visit_to_json(visit)})
+        assert drain_buffered_visits() == 1
+        assert Visit.objects.values(*visit, "country").get() == {**visit, "country": ""}
 
     def test_drain_duplicate_event_not_double_counted(self, redis_stream, redis_url):
         """A retried XADD (or a drain that died before XACK) stores the event only once."""

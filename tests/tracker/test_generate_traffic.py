@@ -42,7 +42,8 @@ def session_starts() -> list[dict]:
 
 
 def visitors_page_views() -> dict:
-    """Each tracking id's page views in time order: (time, source, browser, OS, device)."""
+    """Each tracking id's page views in time order: (time, source, (browser, OS, device,
+    country))."""
     rows = Visit.objects.values_list(
         "tracking_id",
         "visited_at",
@@ -53,10 +54,13 @@ def visitors_page_views() -> dict:
         "browser",
         "os",
         "device",
+        "country",
     )
     visitors = defaultdict(list)
-    for tracking_id, visited_at, *source, browser, system, device in rows:
-        visitors[tracking_id].append((visited_at, tuple(source), (browser, system, device)))
+    for tracking_id, visited_at, *source, browser, system, device, country in rows:
+        visitors[tracking_id].append(
+            (visited_at, tuple(source), (browser, system, device, country))
+        )
     return {tracking_id: sorted(page_views) for tracking_id, page_views in visitors.items()}
 
 
@@ -100,6 +104,9 @@ class TrafficGenerateTests:
         assert ranked[0] > 5 * ranked[20]  # Zipf-like: a few pages get most views
         assert {"desktop", "mobile"} <= set(visits.values_list("device", flat=True))
         assert len(set(visits.values_list("browser", flat=True))) >= 4
+        countries = Counter(visits.values_list("country", flat=True))
+        assert countries.most_common(1)[0][0] == "US"
+        assert len(countries) >= 15 and "" in countries
         assert visits.exclude(referrer_host="").exists()
         assert visits.exclude(utm_campaign="").exists()
 
@@ -228,7 +235,7 @@ class ReturningVisitorsTests:
             first, last = page_views[0][0], page_views[-1][0]
             assert END - timedelta(days=14) <= first and last <= END
             assert last - first < cookie_age
-            # Browser, system and device are the visitor's, on every visit.
+            # Browser, system, device and country are the visitor's, on every visit.
             assert len({agent for _, _, agent in page_views}) == 1
 
     def test_generate_returns_come_later_from_fresh_sources(self):

@@ -149,8 +149,8 @@ class VisitBuildTests:
         visit = build("/", REMOTE_ADDR="203.0.113.9")
         assert set(visit) == {
             "event_id", "tracking_id", "visited_at", "path", "utm_source", "utm_medium",
-            "utm_campaign", "referrer_host", "browser", "os", "device", "status_code",
-            "response_ms",
+            "utm_campaign", "referrer_host", "browser", "os", "device", "country",
+            "status_code", "response_ms",
         }  # fmt: skip
         assert "203.0.113.9" not in str(visit)
         assert BROWSER_UA not in str(visit)

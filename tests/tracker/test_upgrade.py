@@ -1,4 +1,4 @@
-"""Upgrading a database aggregated before visits existed ends with rollups equal to a rebuild."""
+"""Upgrading a database aggregated by an earlier release ends with rollups equal to a rebuild."""
 
 from __future__ import annotations
 
@@ -10,10 +10,11 @@ from django.db.migrations.executor import MigrationExecutor
 
 from tests.tracker.rollup_reference import expected_rollups, random_visits, stored_rollups
 from tracker import rollups
-from tracker.models import AggregationState
+from tracker.models import AggregationState, Visit
 
 BEFORE_VISITS = ("tracker", "0004_daily_covering_indexes")
 WITH_VISITS = ("tracker", "0005_visits")
+WITH_COUNTRIES = ("tracker", "0006_countries")
 
 
 def migrate(target: tuple[str, str]):
@@ -65,8 +66,26 @@ class UpgradeTests:
 
         migrate(WITH_VISITS)
         assert AggregationState.objects.get(name=rollups.STATE_NAME).last_visit_id == 0
+        migrate(WITH_COUNTRIES)
         aggregated = rollups.visits_aggregate()
 
         assert aggregated == len(page_views)
         assert stored_rollups() == expected_rollups()
         assert expected_rollups()["visits"]
+
+    def test_upgrade_with_visits_aggregated_counts_them_as_unknown_country(self):
+        page_views = random_visits(seed=67, sessions=80)
+        for view in page_views:
+            view.country = ""  # recorded before countries were
+        Visit.objects.bulk_create(page_views)
+        rollups.visits_aggregate()
+        expected = expected_rollups()
+        assert expected["country_visitor_hourly"]
+        # The rollups as the release before countries left them: no country rows.
+        old = migrate(WITH_VISITS)
+        for name in ("VisitHourly", "VisitDaily"):
+            old.get_model("tracker", name).objects.filter(dimension="country").delete()
+
+        migrate(WITH_COUNTRIES)
+
+        assert stored_rollups() == expected

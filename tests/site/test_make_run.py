@@ -78,6 +78,18 @@ class MakeRunTests:
         try:
             body = wait_for(lambda: fetch(f"http://127.0.0.1:{port}/"), 420, "the site")
             assert "Visit count: 1" in body
+            fetch(f"http://127.0.0.1:{port}/about/?utm_source=newsletter")
+            access = wait_for(
+                lambda: [
+                    line
+                    for line in log_path.read_text().splitlines()
+                    if '"GET /about/' in line
+                ],
+                60,
+                "the access log line",
+            )
+            # Neither the client's address nor the query string is logged.
+            assert "127.0.0.1" not in access[0] and "newsletter" not in access[0]
             log_text = log_path.read_text()
             assert "Dashboard login created" in log_text
             assert "make demo" in log_text

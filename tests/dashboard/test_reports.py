@@ -10,6 +10,7 @@ import datetime as dt
 import email
 import email.policy
 import socket
+import threading
 from io import StringIO
 
 import pytest
@@ -17,6 +18,7 @@ from aiosmtpd.controller import Controller
 from django.contrib.auth import get_user_model
 from django.core import mail
 from django.core.management import call_command
+from django.db import connection
 
 from dashboard import reports
 from dashboard.models import ReportDelivery, ReportKind, ReportSubscription
@@ -198,6 +200,33 @@ class ReportSendingTests:
             ("weekly@example.org", "Weekly"),
         ]
         assert set(ReportDelivery.objects.values_list("status", flat=True)) == {Status.SENT}
+
+    @pytest.mark.django_db(transaction=True)
+    def test_two_beats_at_once_send_one_email_per_report(self, subscribers):
+        """Two runs in two threads (two connections) released together: one email per report."""
+        barrier = threading.Barrier(4)
+        outcomes = []
+
+        def beat() -> None:
+            try:
+                barrier.wait()
+                outcomes.append(reports.reports_send_due(now=NOW))
+            finally:
+                connection.close()
+
+        threads = [threading.Thread(target=beat) for _ in range(4)]
+        for thread in threads:
+            thread.start()
+        for thread in threads:
+            thread.join()
+        assert sum(outcome.sent for outcome in outcomes) == 3
+        assert sum(outcome.failed + outcome.unknown for outcome in outcomes) == 0
+        sent = sorted((message.to[0], message.subject.split(" ")[0]) for message in mail.outbox)
+        assert sent == [
+            ("both@example.org", "Monthly"),
+            ("both@example.org", "Weekly"),
+            ("weekly@example.org", "Weekly"),
+        ]
 
     def test_claim_taken_sends_nothing(self, subscribers):
         # What a second beat finds when the first has claimed the report but not yet sent it.

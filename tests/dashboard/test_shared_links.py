@@ -5,6 +5,9 @@ from __future__ import annotations
 
 import datetime as dt
 import logging
+import os
+import urllib.error
+import urllib.request
 
 import pytest
 from django.contrib.auth import get_user_model
@@ -12,8 +15,10 @@ from django.utils import timezone
 
 from dashboard import sharing
 from dashboard.models import SharedLink
+from reliability.processes import BIN, free_port, http_ok, start, stop, wait_until
 from tests.conftest import DESKTOP_CHROME_UA
 from tests.dashboard.conftest import HTMX, RANGE_QUERY, S1, XSS_PATH, body
+from tests.tracker.test_tasks import worker_database_url
 from tracker.models import Visit
 
 pytestmark = pytest.mark.django_db
@@ -223,3 +228,52 @@ class SharedLinkTokenPrivacyTests:
             assert secret not in logged
         assert Visit.objects.count() == visits_before
         assert not Visit.objects.filter(path__startswith="/share/").exists()
+
+
+class SharedLinkAccessLogTests:
+    @pytest.mark.slow
+    @pytest.mark.django_db(transaction=True)
+    def test_gunicorn_access_log_has_no_token(self, tmp_path):
+        """gunicorn as `make run` starts it (access log on): its lines name /share/[token]."""
+        _, token = new_link()
+        env = {
+            **os.environ,
+            "DEBUG": "1",
+            "VAR_DIR": str(tmp_path),
+            "DATABASE_URL": worker_database_url(),
+            "ALLOWED_HOSTS": "127.0.0.1",
+        }
+        port = free_port()
+        log = tmp_path / "gunicorn.log"
+        command = [
+            str(BIN / "gunicorn"),
+            "analytics_site.wsgi",
+            "--bind",
+            f"127.0.0.1:{port}",
+            "--workers",
+            "1",
+            "--access-logfile",
+            "-",
+        ]
+        server = start(command, env=env, log=log)
+        statuses = []
+        try:
+            base = f"http://127.0.0.1:{port}"
+            wait_until(
+                lambda: http_ok(f"{base}/healthz") or server.poll() is not None,
+                timeout=60,
+                what="gunicorn",
+            )
+            for each in (token, wrong_tokens(token)[0]):
+                try:
+                    with urllib.request.urlopen(f"{base}/share/{each}/?range=7d") as response:
+                        statuses.append(response.status)
+                except urllib.error.HTTPError as error:
+                    statuses.append(error.code)
+        finally:
+            stop(server)
+        text = log.read_text()
+        assert statuses == [200, 404]
+        assert '"GET /share/[token]/?range=7d HTTP/1.1" 200' in text
+        assert '"GET /share/[token]/?range=7d HTTP/1.1" 404' in text
+        assert token[12:] not in text and wrong_tokens(token)[0][12:] not in text

@@ -166,3 +166,17 @@ class SharedLinkSettingsTests:
         response = staff_client.post(f"/dashboard/settings/links/{link.pk}/revoke/", headers=HTMX)
         assert response.status_code == 200
         assert staff_client.post("/dashboard/settings/links/999/revoke/").status_code == 404
+
+
+class DashboardAdminTests:
+    @pytest.mark.parametrize("model", ["reportsubscription", "reportdelivery", "sharedlink"])
+    def test_changelist_read_only(self, admin_client, model):
+        assert admin_client.get(f"/admin/dashboard/{model}/").status_code == 200
+        assert admin_client.get(f"/admin/dashboard/{model}/add/").status_code == 403
+
+    def test_link_page_hides_the_hash(self, admin_client, staff_client):
+        staff_client.post("/dashboard/settings/links/", {"label": "x"})
+        link = SharedLink.objects.get()
+        response = admin_client.get(f"/admin/dashboard/sharedlink/{link.pk}/change/")
+        assert response.status_code == 200
+        assert link.verifier_hash not in body(response)

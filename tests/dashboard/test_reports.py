@@ -17,7 +17,7 @@ import pytest
 from aiosmtpd.controller import Controller
 from django.contrib.auth import get_user_model
 from django.core import mail
-from django.core.management import call_command
+from django.core.management import CommandError, call_command
 from django.db import connection
 
 from dashboard import reports
@@ -26,6 +26,7 @@ from dashboard.tasks import send_reports
 from dashboard.templatetags.dashboard_format import change_text, duration, number, percent
 from tests.dashboard import reference
 from tests.dashboard.conftest import XSS_PATH, known_visits
+from tests.tracker.test_tasks import Worker
 from tracker.models import AggregationState
 
 pytestmark = pytest.mark.django_db
@@ -299,14 +300,19 @@ class Mailbox:
         return "250 OK"
 
 
+def smtp_controller(mailbox: Mailbox) -> Controller:
+    controller = Controller(mailbox, hostname="127.0.0.1", port=free_port())
+    controller.start()
+    return controller
+
+
 @pytest.fixture
 def smtp_server(settings):
     """Start a real SMTP server on a free local port and point the SMTP backend at it."""
     started = []
 
     def start(mailbox: Mailbox) -> Mailbox:
-        controller = Controller(mailbox, hostname="127.0.0.1", port=free_port(), loop=None)
-        controller.start()
+        controller = smtp_controller(mailbox)
         started.append(controller)
         settings.EMAIL_BACKEND = "django.core.mail.backends.smtp.EmailBackend"
         settings.EMAIL_HOST, settings.EMAIL_PORT = "127.0.0.1", controller.port
@@ -334,12 +340,18 @@ class ReportSmtpTests:
         assert "Visits                 7 (n/a)" in text
         assert "&lt;img src=x onerror=alert(1)&gt;" in html
 
-    def test_refused_send_retried_by_celery_then_sent_once(self, subscribers, smtp_server):
+    def test_refused_send_retried_by_celery_then_sent_once(
+        self, subscribers, smtp_server, caplog
+    ):
         _, weekly = subscribers
         ReportSubscription.objects.exclude(user=weekly).delete()
         mailbox = smtp_server(Mailbox(refusals=2))
-        # The first attempt is refused and recorded; nothing reached the mailbox.
+        # The first attempt is refused, logged and recorded; nothing reached the mailbox.
         assert reports.reports_send_due(now=NOW).failed == 1
+        (record,) = [r for r in caplog.records if r.name == "dashboard.reports"]
+        assert record.levelname == "ERROR"
+        assert "was not sent (will be retried)" in record.getMessage()
+        assert "451" in record.getMessage()
         delivery = ReportDelivery.objects.get()
         assert (delivery.status, delivery.attempts) == (Status.FAILED, 1)
         assert "451" in delivery.error and mailbox.messages == []
@@ -368,3 +380,33 @@ class ReportSmtpTests:
         outcome = reports.reports_send_due(now=NOW)
         assert (outcome.sent, outcome.failed) == (0, 3)
         assert set(ReportDelivery.objects.values_list("status", flat=True)) == {Status.FAILED}
+
+    @pytest.mark.slow
+    @pytest.mark.django_db(transaction=True)
+    def test_celery_worker_sends_through_email_url(self, subscribers, tmp_path, monkeypatch):
+        """A real worker, configured by EMAIL_URL alone, runs the task as beat sends it."""
+        mailbox = Mailbox()
+        controller = smtp_controller(mailbox)
+        sender = "reports@example.org"
+        url = f"smtp://127.0.0.1:{controller.port}/?_default_from_email={sender}"
+        monkeypatch.setenv("EMAIL_URL", url)
+        worker = Worker(tmp_path)
+        try:
+            assert worker.run("dashboard.tasks.send_reports") == 3
+            assert worker.run("dashboard.tasks.send_reports") == 0
+        finally:
+            worker.stop()
+            controller.stop()
+        assert sorted(message["To"] for message in mailbox.messages) == [
+            "both@example.org",
+            "both@example.org",
+            "weekly@example.org",
+        ]
+        assert {message["From"] for message in mailbox.messages} == {sender}
+
+    def test_command_fails_when_a_report_is_refused(self, subscribers, settings):
+        settings.EMAIL_BACKEND = "django.core.mail.backends.smtp.EmailBackend"
+        settings.EMAIL_HOST, settings.EMAIL_PORT = "127.0.0.1", free_port()
+        AggregationState.objects.update(updated_at=dt.datetime(2999, 1, 1, tzinfo=UTC))
+        with pytest.raises(CommandError, match="0 sent, 3 refused"):
+            call_command("send_reports", stdout=StringIO())

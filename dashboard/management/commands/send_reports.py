@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from django.core.management.base import BaseCommand
+from django.core.management.base import BaseCommand, CommandError
 from django.utils import timezone
 
 from dashboard import reports
@@ -30,10 +30,11 @@ class Command(BaseCommand):
             self.stdout.write(f"{len(due)} report(s) due; dry run: nothing sent.")
             return
         outcome = reports.reports_send_due(now=now)
-        self.stdout.write(
+        summary = (
             f"{outcome.sent} sent, {outcome.failed} refused (retried by the next run),"
             f" {outcome.unknown} possibly delivered (not retried), {outcome.skipped} already"
             " claimed elsewhere."
         )
         if outcome.failed or outcome.unknown:
-            raise SystemExit(1)
+            raise CommandError(summary)
+        self.stdout.write(summary)

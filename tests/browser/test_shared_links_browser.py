@@ -36,6 +36,11 @@ class SharedLinkBrowserTests:
         log_in(page, live_server.url, "/dashboard/settings/")
         page.evaluate("window.__noReload = true")
 
+        # No address: the 400's form is swapped in, saying what is missing.
+        page.check("#reports input[value=weekly]")
+        page.click("#reports button[type=submit]")
+        page.wait_for_selector("#reports .warn:has-text('Reports need an email address')")
+        assert not ReportSubscription.objects.exists()
         page.fill("#reports input[name=email]", "owner@example.org")
         page.check("#reports input[value=weekly]")
         page.click("#reports button[type=submit]")

@@ -27,7 +27,7 @@ from dashboard.templatetags.dashboard_format import change_text, duration, numbe
 from tests.dashboard import reference
 from tests.dashboard.conftest import XSS_PATH, known_visits
 from tests.tracker.test_tasks import Worker
-from tracker.models import AggregationState
+from tracker.rollups import visits_aggregate
 
 pytestmark = pytest.mark.django_db
 
@@ -256,13 +256,20 @@ class ReportSendingTests:
         assert reports.reports_due(now=NOW + dt.timedelta(days=7))[0].email == "late@example.org"
 
     def test_waits_for_aggregation_past_period_end(self, subscribers):
-        AggregationState.objects.update(updated_at=WEEK.end - dt.timedelta(minutes=1))
+        # A page view of the week not aggregated yet: the weekly reports wait for it.
+        known_visits()[1].save()  # a fresh copy of S1's first page view, on 10 Jan
         due = reports.reports_due(now=NOW)
         assert {report.period.kind for report in due} == {"monthly"}
+        visits_aggregate()
+        assert len(reports.reports_due(now=NOW)) == 3
+
+    def test_site_without_traffic_gets_empty_reports(self, db):
+        staff_user("quiet", email="quiet@example.org", kinds=["monthly"])
+        assert reports.reports_send_due(now=NOW).sent == 1
+        assert mail.outbox[0].subject == "Monthly analytics report, December 2025: 0 visitors"
 
     def test_dry_run_sends_and_claims_nothing(self, subscribers, settings):
         # The command reads the clock: at any real date, last week and month are past the data.
-        AggregationState.objects.update(updated_at=dt.datetime(2999, 1, 1, tzinfo=UTC))
         out = StringIO()
         call_command("send_reports", "--dry-run", stdout=out)
         lines = out.getvalue().splitlines()
@@ -407,6 +414,5 @@ class ReportSmtpTests:
     def test_command_fails_when_a_report_is_refused(self, subscribers, settings):
         settings.EMAIL_BACKEND = "django.core.mail.backends.smtp.EmailBackend"
         settings.EMAIL_HOST, settings.EMAIL_PORT = "127.0.0.1", free_port()
-        AggregationState.objects.update(updated_at=dt.datetime(2999, 1, 1, tzinfo=UTC))
         with pytest.raises(CommandError, match="0 sent, 3 refused"):
             call_command("send_reports", stdout=StringIO())

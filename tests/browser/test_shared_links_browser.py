@@ -10,7 +10,12 @@ from django.core.cache import cache
 from django.utils import timezone
 
 from dashboard.models import ReportSubscription
-from tests.browser.test_dashboard_browser import PASSWORD, charts_drawn, recorded_traffic
+from tests.browser.test_dashboard_browser import (
+    PASSWORD,
+    charts_drawn,
+    recorded_traffic,
+    screenshot,
+)
 from tests.conftest import DESKTOP_CHROME_UA
 
 pytestmark = [pytest.mark.browser, pytest.mark.django_db(transaction=True)]
@@ -54,6 +59,7 @@ class SharedLinkBrowserTests:
         assert page.evaluate("window.__noReload") is True  # both forms went through htmx
         assert url.startswith(f"{live_server.url}/share/")
         assert "board <b>" in page.locator("#links table").inner_text()
+        screenshot(page, "settings.png")
 
         # Anonymous, in a fresh browser context: the aggregate panels, drawn and switchable.
         context = chromium.new_context(user_agent=DESKTOP_CHROME_UA)
@@ -70,6 +76,7 @@ class SharedLinkBrowserTests:
             visitor.wait_for_selector('nav.ranges a[data-range="30d"][aria-current="true"]')
             charts_drawn(visitor)
             assert visitor.evaluate("window.__noReload") is True
+            screenshot(visitor, "shared-dashboard.png")
             robots = visitor.locator("meta[name=robots]").get_attribute("content")
             assert robots == "noindex"
         finally:

@@ -264,6 +264,8 @@ CELERY_BEAT_SCHEDULE_FILENAME = str(VAR_DIR / "celerybeat-schedule")
 # dj-email-url (`_default_from_email=` sets the sender). Unset: development prints emails to the
 # console; production uses Django's default, an SMTP server on localhost:25.
 EMAIL_URL = os.environ.get("EMAIL_URL", "")
+# A server that never answers must not hold a worker past the task's time limit.
+EMAIL_TIMEOUT = 30
 if EMAIL_URL:
     _email = dj_email_url.parse(EMAIL_URL)
     if "EMAIL_BACKEND" not in _email:
@@ -280,8 +282,7 @@ if EMAIL_URL:
     EMAIL_FILE_PATH = _email["EMAIL_FILE_PATH"]
     if "DEFAULT_FROM_EMAIL" in _email:
         DEFAULT_FROM_EMAIL = _email["DEFAULT_FROM_EMAIL"]
-    # A server that never answers must not hold a worker past the task's time limit.
-    EMAIL_TIMEOUT = _email["EMAIL_TIMEOUT"] or 30
+    EMAIL_TIMEOUT = _email["EMAIL_TIMEOUT"] or EMAIL_TIMEOUT
 elif DEBUG:
     EMAIL_BACKEND = "django.core.mail.backends.console.EmailBackend"
 # The site's address as its users reach it: the links in emailed reports are absolute.

@@ -39,9 +39,11 @@ class EmailSettingsTests:
 
     def test_production_default_is_local_smtp(self):
         values = settings_value(
-            "[settings.EMAIL_BACKEND, settings.EMAIL_HOST, settings.EMAIL_PORT]", **PRODUCTION_ENV
+            "[settings.EMAIL_BACKEND, settings.EMAIL_HOST, settings.EMAIL_PORT,"
+            " settings.EMAIL_TIMEOUT]",
+            **PRODUCTION_ENV,
         )
-        assert values == [SMTP, "localhost", 25]
+        assert values == [SMTP, "localhost", 25, 30]
 
     def test_unknown_scheme_is_a_clear_error(self):
         result = run_python("import django; django.setup()", DEBUG="1", EMAIL_URL="smpt://x")

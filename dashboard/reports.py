@@ -110,7 +110,7 @@ def report_context(*, period: ReportPeriod) -> dict:
     }
 
 
-def report_subject(context: dict) -> str:
+def report_subject(*, context: dict) -> str:
     visitors = context["current"]["visitors"]
     label = context["period"].label
     return f"{context['kind_label']} analytics report, {label}: {visitors:,} visitors"
@@ -119,7 +119,7 @@ def report_subject(context: dict) -> str:
 def report_message(*, context: dict, to: str) -> EmailMultiAlternatives:
     """The email: a plain-text body and an HTML alternative, both from templates (escaped)."""
     message = EmailMultiAlternatives(
-        subject=report_subject(context),
+        subject=report_subject(context=context),
         body=render_to_string("dashboard/email/report.txt", context),
         to=[to],
     )
@@ -216,11 +216,12 @@ def _delivery_settle(report: DueReport, *, status: str, error: str = "") -> None
     ).update(status=status, error=error[:1000], sent_at=sent_at)
 
 
-def report_send(report: DueReport, *, context: dict, now: dt.datetime) -> str:
+def report_send(*, report: DueReport, context: dict, now: dt.datetime) -> str:
     """Claim and send one report; return its status (or "skipped" when claimed elsewhere)."""
+    # Rendered before the claim: a template error must not leave a claimed report unsent.
+    message = report_message(context=context, to=report.email)
     if not delivery_claim(user_id=report.user_id, period=report.period, now=now):
         return "skipped"
-    message = report_message(context=context, to=report.email)
     connection = get_connection(fail_silently=False)
     try:
         connection.open()
@@ -234,10 +235,8 @@ def report_send(report: DueReport, *, context: dict, now: dt.datetime) -> str:
         return _failed(report, error, status=Status.UNKNOWN)
     else:
         _delivery_settle(report, status=Status.SENT)
-        logger.info(
-            "Sent the %s report for %s to user %s", report.period.kind, report.period.first_day,
-            report.user_id,
-        )
+        period, user_id = report.period, report.user_id
+        logger.info("Sent the %s report for %s to user %s", period.kind, period.first_day, user_id)
         return Status.SENT
     finally:
         try:
@@ -268,7 +267,7 @@ def reports_send_due(*, now: dt.datetime) -> ReportOutcome:
         if report.period not in contexts:
             contexts[report.period] = report_context(period=report.period)
             outcome.periods.append(report.period)
-        status = report_send(report, context=contexts[report.period], now=now)
+        status = report_send(report=report, context=contexts[report.period], now=now)
         if status == Status.SENT:
             outcome.sent += 1
         elif status == Status.FAILED:

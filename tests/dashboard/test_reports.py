@@ -238,7 +238,7 @@ class ReportSendingTests:
         assert due == {("both", "monthly"), ("weekly", "weekly")}
         context = reports.report_context(period=WEEK)
         due_report = reports.DueReport(both.pk, "both", "both@example.org", WEEK)
-        assert reports.report_send(due_report, context=context, now=NOW) == "skipped"
+        assert reports.report_send(report=due_report, context=context, now=NOW) == "skipped"
         assert mail.outbox == []
 
     def test_unsubscribed_user_gets_none(self, subscribers, client):

@@ -9,6 +9,7 @@ import pytest
 from django.contrib.auth import get_user_model
 from django.test import Client
 
+from dashboard import sharing
 from dashboard.models import ReportSubscription, SharedLink
 from tests.dashboard.conftest import HTMX, body
 
@@ -18,7 +19,13 @@ SETTINGS_URLS = [
     ("get", "/dashboard/settings/", {}),
     ("post", "/dashboard/settings/reports/", {"email": "a@example.org", "kinds": ["weekly"]}),
     ("post", "/dashboard/settings/links/", {"label": "board"}),
+    ("post", "/dashboard/settings/links/{link}/revoke/", {}),
 ]
+
+
+def unrevoked_link() -> SharedLink:
+    link, _ = sharing.shared_link_create(user=None, label="", expires_at=None, allow_exports=False)
+    return link
 
 
 def staff(client: Client) -> object:
@@ -28,15 +35,23 @@ def staff(client: Client) -> object:
 class SettingsAccessTests:
     @pytest.mark.parametrize(("method", "url", "data"), SETTINGS_URLS)
     def test_anonymous_redirected_to_login(self, client, method, url, data):
+        link = unrevoked_link()
+        url = url.format(link=link.pk)
         response = getattr(client, method)(url, data)
         assert response.status_code == 302
         assert response["Location"] == f"/accounts/login/?next={quote(url, safe='/')}"
-        assert not SharedLink.objects.exists() and not ReportSubscription.objects.exists()
+        assert SharedLink.objects.get() == link and not ReportSubscription.objects.exists()
+        link.refresh_from_db()
+        assert link.revoked_at is None
 
     @pytest.mark.parametrize(("method", "url", "data"), SETTINGS_URLS)
     def test_non_staff_forbidden(self, member_client, method, url, data):
+        link = unrevoked_link()
+        url = url.format(link=link.pk)
         assert getattr(member_client, method)(url, data).status_code == 403
-        assert not SharedLink.objects.exists() and not ReportSubscription.objects.exists()
+        assert SharedLink.objects.get() == link and not ReportSubscription.objects.exists()
+        link.refresh_from_db()
+        assert link.revoked_at is None
 
     def test_staff_sees_both_sections(self, staff_client):
         response = staff_client.get("/dashboard/settings/")

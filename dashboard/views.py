@@ -201,7 +201,10 @@ def _stats_json(request: HtmxHttpRequest) -> HttpResponse:
 
 
 def settings_view(view: Callable) -> Callable:
-    """Staff only, never cached; the settings page and the forms posted from it."""
+    """Staff only, never cached; the settings page and the forms posted from it.
+
+    Outside the method check, so anyone but staff gets the login page or 403 whatever the method.
+    """
     return never_cache(staff_only(view))
 
 
@@ -224,14 +227,14 @@ def _settings_render(
     return render(request, template, context, status=status)
 
 
-@require_GET
 @settings_view
+@require_GET
 def settings_page(request: HtmxHttpRequest) -> HttpResponse:
     return _settings_render(request)
 
 
-@require_POST
 @settings_view
+@require_POST
 def reports_update(request: HtmxHttpRequest) -> HttpResponse:
     form = ReportSettingsForm(request.POST)
     if not form.is_valid():
@@ -244,8 +247,8 @@ def reports_update(request: HtmxHttpRequest) -> HttpResponse:
     return _settings_render(request, partial="reports", reports_saved=True)
 
 
-@require_POST
 @settings_view
+@require_POST
 def shared_link_create(request: HtmxHttpRequest) -> HttpResponse:
     form = SharedLinkForm(request.POST)
     if not form.is_valid():
@@ -262,8 +265,8 @@ def shared_link_create(request: HtmxHttpRequest) -> HttpResponse:
     return _settings_render(request, partial="links", new_link=link, new_link_url=new_link_url)
 
 
-@require_POST
 @settings_view
+@require_POST
 def shared_link_revoke(request: HtmxHttpRequest, link_id: int) -> HttpResponse:
     if not SharedLink.objects.filter(pk=link_id).exists():
         raise Http404("No shared link has this id.")

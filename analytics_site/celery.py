@@ -61,6 +61,14 @@ app.conf.beat_schedule = {
         "schedule": crontab(hour=3, minute=41),
         "options": {"expires": 24 * 3600},
     },
+    # Hourly: a report goes out within the hour after its week or month ends (and after the
+    # aggregation has gone past that end); a run finds nothing to do in every other hour, and a
+    # missed or failed run is caught up by the next one. Claims make a second beat harmless.
+    "send-reports": {
+        "task": "dashboard.tasks.send_reports",
+        "schedule": crontab(minute=23),
+        "options": {"expires": 3600},
+    },
 }
 
 

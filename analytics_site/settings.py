@@ -13,6 +13,7 @@ import secrets
 from pathlib import Path
 
 import dj_database_url
+import dj_email_url
 from django.core.exceptions import ImproperlyConfigured
 from dotenv import load_dotenv
 
@@ -264,6 +265,37 @@ else:
     }
     CELERY_RESULT_BACKEND = f"file://{CELERY_DIR / 'results'}"
 CELERY_BEAT_SCHEDULE_FILENAME = str(VAR_DIR / "celerybeat-schedule")
+
+# Email (the reports): EMAIL_URL such as smtp://user:pass@host:587/?tls=1, parsed by
+# dj-email-url (`_default_from_email=` sets the sender). Unset: development prints emails to the
+# console; production uses Django's default, an SMTP server on localhost:25.
+EMAIL_URL = os.environ.get("EMAIL_URL", "")
+# A server that never answers must not hold a worker past the task's time limit.
+EMAIL_TIMEOUT = 30
+if EMAIL_URL:
+    _email = dj_email_url.parse(EMAIL_URL)
+    if "EMAIL_BACKEND" not in _email:
+        raise ImproperlyConfigured(
+            f"EMAIL_URL must start with one of {', '.join(sorted(dj_email_url.SCHEMES))}://"
+        )
+    EMAIL_BACKEND = _email["EMAIL_BACKEND"]
+    EMAIL_HOST = _email["EMAIL_HOST"] or "localhost"
+    EMAIL_PORT = _email["EMAIL_PORT"] or 25
+    EMAIL_HOST_USER = _email["EMAIL_HOST_USER"] or ""
+    EMAIL_HOST_PASSWORD = _email["EMAIL_HOST_PASSWORD"] or ""
+    EMAIL_USE_TLS = _email["EMAIL_USE_TLS"]
+    EMAIL_USE_SSL = _email["EMAIL_USE_SSL"]
+    EMAIL_FILE_PATH = _email["EMAIL_FILE_PATH"]
+    if "DEFAULT_FROM_EMAIL" in _email:
+        DEFAULT_FROM_EMAIL = _email["DEFAULT_FROM_EMAIL"]
+    EMAIL_TIMEOUT = _email["EMAIL_TIMEOUT"] or EMAIL_TIMEOUT
+elif DEBUG:
+    EMAIL_BACKEND = "django.core.mail.backends.console.EmailBackend"
+# The site's address as its users reach it: the links in emailed reports are absolute.
+SITE_URL = os.environ.get("SITE_URL", "http://127.0.0.1:8000").rstrip("/")
+
+# Shared dashboard links: requests per minute through one link (a page, its panels, polling).
+SHARED_LINK_REQUESTS_PER_MINUTE = 120
 
 LOGGING = {
     "version": 1,

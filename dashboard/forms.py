@@ -13,6 +13,7 @@ from urllib.parse import urlencode
 from django import forms
 from django.utils import timezone
 
+from dashboard.models import ReportKind
 from tracker.models import PATH_MAX_LENGTH
 
 RANGE_CHOICES = [
@@ -156,3 +157,33 @@ class DashboardFilterForm(forms.Form):
             prefix = "" if field == "__all__" else f"{field}: "
             parts.extend(f"{prefix}{message}" for message in messages)
         return " ".join(parts)
+
+
+class ReportSettingsForm(forms.Form):
+    """The email reports a staff user wants, and the address they go to."""
+
+    email = forms.EmailField(required=False, max_length=254)
+    kinds = forms.MultipleChoiceField(
+        choices=ReportKind.choices, required=False, widget=forms.CheckboxSelectMultiple
+    )
+
+    def clean(self) -> dict:
+        cleaned = super().clean()
+        if cleaned.get("kinds") and not cleaned.get("email"):
+            raise forms.ValidationError("Reports need an email address to go to.")
+        return cleaned
+
+
+SHARED_LINK_EXPIRY_DAYS = [("", "Never"), ("1", "1 day"), ("7", "7 days"), ("30", "30 days")]
+
+
+class SharedLinkForm(forms.Form):
+    label = forms.CharField(required=False, max_length=100, strip=True)
+    expires_in_days = forms.TypedChoiceField(
+        choices=SHARED_LINK_EXPIRY_DAYS, required=False, coerce=int, empty_value=None
+    )
+    allow_exports = forms.BooleanField(required=False)
+
+    def expires_at(self, *, now: dt.datetime) -> dt.datetime | None:
+        days = self.cleaned_data["expires_in_days"]
+        return now + dt.timedelta(days=days) if days else None

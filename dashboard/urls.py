@@ -12,4 +12,12 @@ urlpatterns = [
     path("export/sessions.csv", views.export_sessions, name="export-sessions"),
     path("export/pages.csv", views.export_pages, name="export-pages"),
     path("api/stats.json", views.stats_json, name="stats"),
+    path("settings/", views.settings_page, name="settings"),
+    path("settings/reports/", views.reports_update, name="settings-reports"),
+    path("settings/links/", views.shared_link_create, name="settings-links"),
+    path(
+        "settings/links/<int:link_id>/revoke/",
+        views.shared_link_revoke,
+        name="settings-link-revoke",
+    ),
 ]

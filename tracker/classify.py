@@ -254,7 +254,8 @@ def is_html(content_type: str) -> bool:
 class PathExclusion:
     """Decide which paths are never pages: built once from settings, then a pure check."""
 
-    ALWAYS_EXCLUDED_PREFIXES = ("/admin/", "/dashboard/", "/healthz")
+    # /share/ pages carry a shared link's token in their path: never stored.
+    ALWAYS_EXCLUDED_PREFIXES = ("/admin/", "/dashboard/", "/share/", "/healthz")
     ALWAYS_EXCLUDED_NAMES = ("favicon.ico", "robots.txt")
 
     def __init__(self, *, url_prefixes: Iterable[str], patterns: Iterable[str]) -> None:

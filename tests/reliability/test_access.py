@@ -14,8 +14,8 @@ pytestmark = pytest.mark.django_db
 SAMPLE_ARGUMENTS = {"uuid": str(uuid.uuid4()), "int": "1", "str": "x", "slug": "x", "path": "x"}
 
 
-def dashboard_urls() -> list[str]:
-    """Every URL pattern under /dashboard/, with sample values for its converters."""
+def dashboard_urls(prefix: str = "/dashboard/") -> list[str]:
+    """Every URL pattern under ``prefix``, with sample values for its converters."""
     urls = []
 
     def walk(patterns, prefix: str) -> None:
@@ -28,7 +28,7 @@ def dashboard_urls() -> list[str]:
 
     walk(get_resolver().url_patterns, "")
     filled = []
-    for url in (u for u in urls if u.startswith("/dashboard/")):
+    for url in (u for u in urls if u.startswith(prefix)):
         for converter, value in SAMPLE_ARGUMENTS.items():
             while f"<{converter}:" in url:
                 start = url.index(f"<{converter}:")
@@ -38,6 +38,8 @@ def dashboard_urls() -> list[str]:
 
 
 DASHBOARD_URLS = dashboard_urls()
+# Shared links open a few dashboard URLs to anyone with a valid token; "x" is not one.
+SHARE_URLS = dashboard_urls("/share/")
 
 
 class DashboardAccessTests:
@@ -78,3 +80,10 @@ class DashboardAccessTests:
         assert response.status_code == 403
         # Still logged in: the forged logout did nothing.
         assert client.get("/dashboard/").status_code == 200
+
+    @pytest.mark.parametrize("url", SHARE_URLS)
+    @pytest.mark.parametrize("htmx", [False, True])
+    def test_shared_urls_without_a_valid_token_are_404(self, client, url, htmx):
+        assert "/share/x/" in url
+        headers = {"HTTP_HX_REQUEST": "true"} if htmx else {}
+        assert client.get(url, **headers).status_code == 404

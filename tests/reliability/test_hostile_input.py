@@ -8,6 +8,7 @@ from django.contrib.sessions.models import Session
 from hypothesis import HealthCheck, assume, given, settings
 from hypothesis import strategies as st
 
+from dashboard.sharing import shared_link_create
 from tracker.models import (
     FAMILY_MAX_LENGTH,
     HOST_MAX_LENGTH,
@@ -38,8 +39,8 @@ pytestmark = pytest.mark.django_db
 
 
 # What is never a page, by design (README, "What is stored"): static files, the admin, the
-# dashboard, the health check, favicon.ico and robots.txt.
-NEVER_PAGES = ("/static/", "/admin/", "/dashboard/", "/healthz")
+# dashboard and its shared links, the health check, favicon.ico and robots.txt.
+NEVER_PAGES = ("/static/", "/admin/", "/dashboard/", "/share/", "/healthz")
 NEVER_PAGE_NAMES = ("favicon.ico", "robots.txt")
 
 
@@ -107,6 +108,30 @@ class MiddlewareHostileInputTests:
         assert_within_caps()
 
 
+HOSTILE_PARAMS = st.dictionaries(
+    st.sampled_from(["range", "start", "end", "path", "page", "partial", "other"]),
+    st.one_of(
+        any_text,
+        st.sampled_from(
+            [
+                "today",
+                "24h",
+                "7d",
+                "30d",
+                "90d",
+                "2026-02-30",
+                "9999-12-31",
+                "0001-01-01",
+                "-1",
+                "1e9",
+                "2026-01-01",
+            ]
+        ),
+    ),
+    max_size=5,
+)
+
+
 class DashboardHostileParameterTests:
     @pytest.fixture
     def staff_client(self, client):
@@ -114,30 +139,16 @@ class DashboardHostileParameterTests:
         client.force_login(staff)
         return client
 
+    @pytest.fixture
+    def shared_token(self, settings):
+        """A link that allows exports, with no rate limit in the way of the examples."""
+        settings.SHARED_LINK_REQUESTS_PER_MINUTE = 10**9
+        _, token = shared_link_create(user=None, label="", expires_at=None, allow_exports=True)
+        return token
+
     @PROPERTY_SETTINGS
     @given(
-        params=st.dictionaries(
-            st.sampled_from(["range", "start", "end", "path", "page", "partial", "other"]),
-            st.one_of(
-                any_text,
-                st.sampled_from(
-                    [
-                        "today",
-                        "24h",
-                        "7d",
-                        "30d",
-                        "90d",
-                        "2026-02-30",
-                        "9999-12-31",
-                        "0001-01-01",
-                        "-1",
-                        "1e9",
-                        "2026-01-01",
-                    ]
-                ),
-            ),
-            max_size=5,
-        ),
+        params=HOSTILE_PARAMS,
         url=st.sampled_from(
             [
                 "/dashboard/",
@@ -151,6 +162,19 @@ class DashboardHostileParameterTests:
     def test_arbitrary_parameters_give_200_or_400(self, staff_client, params, url, htmx):
         headers = {"HTTP_HX_REQUEST": "true"} if htmx else {}
         response = staff_client.get(url, params, **headers)
+        assert response.status_code in {200, 400}
+
+    @PROPERTY_SETTINGS
+    @given(
+        params=HOSTILE_PARAMS,
+        suffix=st.sampled_from(["", "api/stats.json", "export/sessions.csv", "export/pages.csv"]),
+        htmx=st.booleans(),
+    )
+    def test_shared_link_arbitrary_parameters_give_200_or_400(
+        self, client, shared_token, params, suffix, htmx
+    ):
+        headers = {"HTTP_HX_REQUEST": "true"} if htmx else {}
+        response = client.get(f"/share/{shared_token}/{suffix}", params, **headers)
         assert response.status_code in {200, 400}
 
 

@@ -11,8 +11,12 @@ from device_detector import DeviceDetector
 from device_detector.parser import Bot
 from device_detector.settings import BOUNDED_REGEX
 
-from tests.tracker.public_user_agents import _matomo_fixtures, fake_useragent_browsers
-from tracker.classify import MatomoBot
+from tests.tracker.public_user_agents import (
+    _matomo_fixtures,
+    crawler_user_agents,
+    fake_useragent_browsers,
+)
+from tracker.classify import MatomoBot, _crawler_list
 from tracker.device_models import ANCHOR, matomo_device_type, regex_words
 
 # The package's sequential device search costs ~10 ms a user agent: a sample keeps this short.
@@ -84,3 +88,11 @@ class IndexedSearchTests:
         for user_agent in bots + browsers:
             expected = Bot(user_agent, None).parse().is_bot()
             assert MatomoBot(user_agent, None).parse().is_bot() is expected, user_agent
+
+    def test_crawler_list_verdict_same_as_every_pattern(self):
+        browsers = random.Random(21).sample(fixture_user_agents(bots=False), 2000)
+        for user_agent in crawler_user_agents() + browsers:
+            expected = any(compiled.search(user_agent) for compiled in _crawler_list.entries)
+            candidates = _crawler_list.candidates(user_agent.lower())
+            found = any(compiled.search(user_agent) for compiled, _ in candidates)
+            assert found is expected, user_agent

@@ -274,8 +274,18 @@ class RegexListIndex:
                 )
                 (at_boundary if word.startswith(ANCHOR) else anywhere).append(position)
         self.words = list(positions)
-        self.positions = [positions[word] for word in self.words]
-        self.automaton = ahocorasick_rs.AhoCorasick(self.words) if self.words else None
+        self.positions = [
+            (tuple(anywhere), tuple(at_boundary))
+            for anywhere, at_boundary in map(positions.__getitem__, self.words)
+        ]
+        # The contiguous automaton: a DFA per model list would take ~40 MB more in all.
+        self.automaton = (
+            ahocorasick_rs.AhoCorasick(
+                self.words, implementation=ahocorasick_rs.Implementation.ContiguousNFA
+            )
+            if self.words
+            else None
+        )
 
     def candidates(self, lowered_user_agent: str) -> list[tuple[Any, bool]]:
         """The entries whose regex may match, in the list's order, each with True if it does

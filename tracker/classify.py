@@ -112,6 +112,8 @@ NOT_PLAIN_DESKTOP = re.compile(
     r"touch|arm|tablet|phone|mobile|android|xbox|lumia|kindle|fbmd|tv|tesla|quest|vr "
 )
 REDUCED_ANDROID = re.compile(r"^mozilla/5\.0 \(linux; android 1\d; k\) ")
+# TV browsers that borrow an iPad's or iPhone's user agent and append their own platform.
+NOT_PLAIN_HANDHELD = re.compile(r"tv|tclwebkit")
 # When Matomo's detection knows no device type, the user agent's platform decides.
 DESKTOP_OS_FAMILIES = frozenset(
     {"Windows", "Mac OS X", "Linux", "Ubuntu", "Fedora", "Debian", "Chrome OS", "FreeBSD",
@@ -165,10 +167,10 @@ def announces_bot(meta: Mapping[str, str]) -> bool:
 def plain_device_class(lowered: str) -> str | None:
     """Return the class of a user agent of a common shape that settles it, else None."""
     if lowered.startswith("mozilla/5.0 ("):
-        if "(iphone;" in lowered:
-            return Device.MOBILE
-        if "(ipad;" in lowered:
-            return Device.TABLET
+        if "(iphone;" in lowered or "(ipad;" in lowered:
+            if NOT_PLAIN_HANDHELD.search(lowered):
+                return None
+            return Device.MOBILE if "(iphone;" in lowered else Device.TABLET
         if lowered.startswith(("mozilla/5.0 (windows nt ", "mozilla/5.0 (macintosh; intel mac")):
             return None if NOT_PLAIN_DESKTOP.search(lowered) else Device.DESKTOP
         if REDUCED_ANDROID.match(lowered):

@@ -80,7 +80,9 @@ def _crawler_list_index() -> RegexListIndex:
     # browsers in Matomo's fixtures. Indexed by the words each needs, as Matomo's lists are: a
     # browser's user agent is tried against a few of the ~1,500 patterns, not all (~120 µs).
     return RegexListIndex(
-        [re.compile(pattern) for pattern in patterns], pattern_of=attrgetter("pattern")
+        [re.compile(pattern) for pattern in patterns],
+        pattern_of=attrgetter("pattern"),
+        case_insensitive=False,
     )
 
 

@@ -46,8 +46,8 @@ COMMON_TEXT = (
     "(Windows NT 10.0; Win64; x64) (iPhone; CPU iPhone OS 17_0 like Mac OS X) Mobile/15E148 "
     + " ".join(f"Android {version}.0;" for version in range(1, 20))
 ).lower()
-# Model lists shorter than this are tried in order without an index.
-MODEL_INDEX_MIN = 8
+# The regex module reads these (POSIX classes, nested sets) unlike re's parser used here.
+SYNTAX_READ_OTHERWISE = ("[[",)
 
 
 def _at_boundary(text: str, start: int) -> bool:
@@ -235,6 +235,8 @@ def regex_words(pattern: str) -> tuple[set[str] | None, bool]:
     anchored = pattern.startswith(BOUNDARY_PREFIX) and pattern.endswith(BOUNDARY_SUFFIX)
     if anchored:
         pattern = pattern[len(BOUNDARY_PREFIX) : len(pattern) - len(BOUNDARY_SUFFIX)]
+    if any(syntax in pattern for syntax in SYNTAX_READ_OTHERWISE):
+        return None, False
     try:
         parsed = sre_parse.parse(pattern)
     except (sre.error, OverflowError, RecursionError):
@@ -255,8 +257,14 @@ class RegexListIndex:
     can match."""
 
     def __init__(
-        self, entries: Sequence[Any], *, pattern_of: Callable[[Any], str] = _pattern
+        self,
+        entries: Sequence[Any],
+        *,
+        pattern_of: Callable[[Any], str] = _pattern,
+        case_insensitive: bool = True,
     ) -> None:
+        """``case_insensitive``: the regexes are (as the package's are), so finding a word of
+        one that matches exactly its words decides the match."""
         self.entries = entries
         self.everywhere: list[int] = []
         self.decided_by_words: set[int] = set()
@@ -266,7 +274,7 @@ class RegexListIndex:
             if words is None:
                 self.everywhere.append(position)
                 continue
-            if decisive:
+            if decisive and case_insensitive:
                 self.decided_by_words.add(position)
             for word in words:
                 anywhere, at_boundary = positions.setdefault(

@@ -18,13 +18,20 @@ import yaml_rs
 
 from tracker.models import Device
 
-# Matomo's device types, as our four classes. Portable media players (iPod touch and the like)
-# and user agents without a device type have no class of ours and are left out.
+# Matomo's device types, as our four classes (the product's definition of each class):
+# - mobile: smartphones, phablets (large phones), feature phones, and portable media players
+#   (iPod touch, Galaxy Player: phone-sized handhelds that sites serve their mobile layout);
+# - tablet: tablets only;
+# - desktop: desktops and laptops;
+# - other: TVs and set-top boxes, consoles, car browsers, wearables (watches, VR headsets), smart
+#   speakers, smart displays, cameras and peripherals (printers, payment terminals).
+# User agents without a device type in the fixtures have no class and are left out.
 MATOMO_DEVICE_CLASSES = {
     "desktop": Device.DESKTOP,
     "smartphone": Device.MOBILE,
     "phablet": Device.MOBILE,
     "feature phone": Device.MOBILE,
+    "portable media player": Device.MOBILE,
     "tablet": Device.TABLET,
     "tv": Device.OTHER,
     "console": Device.OTHER,

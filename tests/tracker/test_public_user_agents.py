@@ -20,15 +20,11 @@ from tracker.models import Device
 
 CRAWLERS_CAUGHT_MIN = 0.98
 BROWSERS_LOST_MAX = 0.003
+# Per class. Matomo's fixtures are the test suite of the brand and model regexes the classifier
+# reads, so they measure how faithfully it applies them (~451 of them are labelled from client
+# hints headers that a user agent alone cannot tell); fake-useragent's traffic sample was
+# labelled independently.
 DEVICE_RIGHT_MIN = 0.95
-# Matomo's fixtures label many devices by model (a tablet that says "Mobile", a TV that says
-# only Android): without a model database we reach these; issue 21 asks for 0.95.
-MATOMO_DEVICE_RIGHT_FLOOR = {
-    Device.DESKTOP: 0.75,
-    Device.MOBILE: 0.95,
-    Device.TABLET: 0.83,
-    Device.OTHER: 0.45,
-}
 
 
 @cache
@@ -101,7 +97,8 @@ class DeviceAccuracyTests:
 
     def test_matomo_devices_right(self):
         rates = device_rates(matomo_browser_user_agents())
-        assert set(rates) == set(MATOMO_DEVICE_RIGHT_FLOOR)
+        assert set(rates) == set(Device)
         for label, (right, kept) in rates.items():
             name = f"device-detector {version('device-detector')} {label}"
-            assert report(name, right, kept, "right") >= MATOMO_DEVICE_RIGHT_FLOOR[label]
+            assert kept >= 300
+            assert report(name, right, kept, "right") >= DEVICE_RIGHT_MIN

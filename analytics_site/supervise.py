@@ -26,6 +26,8 @@ def commands(host: str, port: int) -> list[list[str]]:
         [
             str(BIN / "gunicorn"),
             "analytics_site.wsgi",
+            # The bot lists and device data load once, in the master, and the workers share them.
+            "--preload",
             "--bind",
             f"{host}:{port}",
             "--workers",

@@ -250,8 +250,14 @@ class DeferredSink:
     # Logged at most once a minute, with the reason and the count of visits that fell back.
     failure_warning = "Visit sink failed (%s); %d visits written through the fallback so far."
 
-    def __init__(self, *, fallback: VisitSink) -> None:
+    def __init__(
+        self, *, fallback: VisitSink, read_replies_after_seconds: float | None = None
+    ) -> None:
         self.fallback = fallback
+        # A test that counts what is still unconfirmed sets a long window, so that only the
+        # count (REPLIES_PER_READ) decides, however slowly a loaded machine runs it.
+        if read_replies_after_seconds is not None:
+            self.READ_REPLIES_AFTER_SECONDS = read_replies_after_seconds
         self.fallback_count = 0
         self.unconfirmed: deque[dict] = deque()
         # Threaded servers share one middleware, hence one sink, between requests.
@@ -371,8 +377,13 @@ class PostgresPipelineSink(DeferredSink):
         "connection so far."
     )
 
-    def __init__(self, *, using: str = "default") -> None:
-        super().__init__(fallback=DirectSink(using=using, ignore_known_events=True))
+    def __init__(
+        self, *, using: str = "default", read_replies_after_seconds: float | None = None
+    ) -> None:
+        super().__init__(
+            fallback=DirectSink(using=using, ignore_known_events=True),
+            read_replies_after_seconds=read_replies_after_seconds,
+        )
         self.using = using
         self.insert_sql = {table: _pipeline_insert_sql(table) for table in (VISITS, EVENTS)}
         self.connection: psycopg.Connection | None = None  # opened by the first write
@@ -557,8 +568,15 @@ class RedisSink(DeferredSink):
         "Redis visit buffer unreachable (%s); writing visits to the database directly (%d so far)."
     )
 
-    def __init__(self, *, url: str, stream: str, fallback: VisitSink) -> None:
-        super().__init__(fallback=fallback)
+    def __init__(
+        self,
+        *,
+        url: str,
+        stream: str,
+        fallback: VisitSink,
+        read_replies_after_seconds: float | None = None,
+    ) -> None:
+        super().__init__(fallback=fallback, read_replies_after_seconds=read_replies_after_seconds)
         pool = redis.ConnectionPool.from_url(url, **REDIS_TIMEOUTS)
         self.connection = pool.make_connection()
         self.connection.register_connect_callback(self._on_connect)

@@ -439,7 +439,7 @@ class EventCounts(models.Model):
     """
 
     name = models.CharField(max_length=EVENT_NAME_MAX_LENGTH)
-    count = models.PositiveIntegerField()
+    occurrences = models.PositiveIntegerField()
     visitors = models.PositiveIntegerField()
 
     class Meta:
@@ -455,7 +455,7 @@ class EventHourly(EventCounts):
         ]
 
     def __str__(self) -> str:
-        return f"{self.hour:%Y-%m-%d %H:00} {self.name}: {self.count}"
+        return f"{self.hour:%Y-%m-%d %H:00} {self.name}: {self.occurrences}"
 
 
 class EventDaily(EventCounts):
@@ -463,9 +463,15 @@ class EventDaily(EventCounts):
 
     class Meta:
         constraints = [models.UniqueConstraint(fields=["day", "name"], name="event_daily_unique")]
+        # The events panel of a range reads this index alone.
+        indexes = [
+            models.Index(
+                fields=["day", "name", "occurrences", "visitors"], name="event_daily_totals"
+            )
+        ]
 
     def __str__(self) -> str:
-        return f"{self.day:%Y-%m-%d} {self.name}: {self.count}"
+        return f"{self.day:%Y-%m-%d} {self.name}: {self.occurrences}"
 
 
 class EventVisitorCounts(models.Model):
@@ -504,6 +510,11 @@ class EventVisitorDaily(EventVisitorCounts):
             models.UniqueConstraint(
                 fields=["day", "name", "previous_hour"], name="event_visitor_daily_unique"
             ),
+        ]
+        indexes = [
+            models.Index(
+                fields=["day", "previous_hour", "name", "visitors"], name="event_visitor_daily_day"
+            )
         ]
 
     def __str__(self) -> str:

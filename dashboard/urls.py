@@ -11,5 +11,7 @@ urlpatterns = [
     path("sessions/<uuid:tracking_id>/", views.session_detail, name="session"),
     path("export/sessions.csv", views.export_sessions, name="export-sessions"),
     path("export/pages.csv", views.export_pages, name="export-pages"),
+    path("export/events.csv", views.export_events, name="export-events"),
+    path("events/props/", views.event_props, name="event-props"),
     path("api/stats.json", views.stats_json, name="stats"),
 ]

@@ -424,6 +424,8 @@ class Event(models.Model):
             models.Index(fields=["tracking_id", "occurred_at"], name="event_visitor_time"),
             # Aggregation's probe: had this visitor this event in that hour already?
             models.Index(fields=["name", "tracking_id", "occurred_at"], name="event_name_visitor"),
+            # The dashboard's props of one event in a range.
+            models.Index(fields=["name", "occurred_at"], name="event_name_time"),
         ]
 
     def __str__(self) -> str:

@@ -171,7 +171,7 @@ class _DirectStatements:
             # psycopg adapts no dict by itself; Jsonb sends it typed, as the column wants.
             def server_params(row: dict) -> list:
                 return [
-                    Jsonb(row[name]) if is_json else row[name]
+                    Jsonb(row[name], dumps=orjson.dumps) if is_json else row[name]
                     for name, is_json in zip(names, json_fields, strict=True)
                 ]
         else:
@@ -222,6 +222,9 @@ def sqlite_converters(
             return connection.ops.adapt_datetimefield_value
         if isinstance(field, models.CharField | models.IntegerField):
             return keep
+        if isinstance(field, models.JSONField):
+            # JSON text, as Django stores it (orjson's is compact; any JSON reads back alike).
+            return lambda value: orjson.dumps(value).decode()
         return functools.partial(field.get_db_prep_save, connection=connection)
 
     return [(field.attname, convert(field)) for field in fields]

@@ -767,22 +767,6 @@ class EventPipelineSinkTests:
         assert Event.objects.count() == 5
         sink.close()
 
-    def test_worker_killed_before_reading_results_loses_no_event(self, pipeline_sink):
-        pid = os.fork()
-        if pid == 0:
-            try:
-                for number in range(5):
-                    pipeline_sink.write(an_event(path=f"/killed/{number}/"), EVENTS)
-            finally:
-                os.kill(os.getpid(), signal.SIGKILL)
-        os.waitpid(pid, 0)
-        wait_until(
-            lambda: Event.objects.filter(path__startswith="/killed/").count() == 5,
-            timeout=10,
-            what="5 events committed",
-            interval=0.02,
-        )
-
 
 @pytest.mark.django_db
 class EventRedisSinkTests:

@@ -65,10 +65,18 @@ class EventRefused(ValueError):
     a 400 at the endpoint."""
 
 
+# Names and prop keys already accepted: site code sends the same few again and again. Bounded,
+# so that a flood of different names cannot grow it.
+_accepted_names: set[str] = set()
+ACCEPTED_NAMES_MAX = 1024
+
+
 def event_name_clean(name: object) -> str:
     """Return the name if it is 1-64 letters, digits, spaces and ``_-.:/``, else raise."""
     if not isinstance(name, str):
         raise EventRefused(f"event name must be a string, not {type(name).__name__}")
+    if name in _accepted_names:
+        return name
     if not 1 <= len(name) <= EVENT_NAME_MAX_LENGTH:
         raise EventRefused(f"event name must be 1-{EVENT_NAME_MAX_LENGTH} characters long")
     if name[0] == " " or name[-1] == " ":
@@ -81,6 +89,8 @@ def event_name_clean(name: object) -> str:
         raise EventRefused(
             f"event name {name!r} may hold only letters, digits, spaces and _-.:/"
         )
+    if len(_accepted_names) < ACCEPTED_NAMES_MAX:
+        _accepted_names.add(name)
     return name
 
 
@@ -89,7 +99,7 @@ def event_props_clean(props: object) -> dict[str, str]:
     grow the table: at most 10 keys named like events, values of at most 100 characters."""
     if props is None:
         return {}
-    if not isinstance(props, Mapping):
+    if type(props) is not dict and not isinstance(props, Mapping):
         raise EventRefused(f"props must be a mapping, not {type(props).__name__}")
     if len(props) > PROPS_MAX_KEYS:
         raise EventRefused(f"at most {PROPS_MAX_KEYS} props, not {len(props)}")
@@ -99,9 +109,12 @@ def event_props_clean(props: object) -> dict[str, str]:
             event_name_clean(key)
         except EventRefused as error:
             raise EventRefused(f"prop key: {error}") from None
-        if isinstance(value, bool) or not isinstance(value, str | int):
+        if type(value) is str:
+            text = value
+        elif isinstance(value, int) and not isinstance(value, bool):
+            text = str(value)
+        else:
             raise EventRefused(f"prop {key!r} must be a string or an integer")
-        text = str(value)
         if len(text) > PROP_VALUE_MAX_LENGTH:
             raise EventRefused(f"prop {key!r} is longer than {PROP_VALUE_MAX_LENGTH} characters")
         if not text.isprintable():
@@ -180,7 +193,7 @@ def event_store(request: HttpRequest, event: dict) -> bool:
     it commits or rolls back with what the site code did, whichever sink is configured (the
     pipeline sink does the same for visits; a Redis XADD could not be taken back).
     """
-    tracker = request_tracker(request)
+    tracker = request.visit_tracker
     sink = tracker.sink
     try:
         if connections["default"].in_atomic_block:

@@ -744,7 +744,8 @@ def _stream_entries(response) -> list[tuple[str, dict]]:
 
 
 def drain_buffered_visits(*, max_batch: int = 5000, reclaim_idle_ms: int = RECLAIM_IDLE_MS) -> int:
-    """Move buffered visits from the Redis stream into the database; return how many.
+    """Move buffered visits and events from the Redis stream into the database; return how
+    many rows (visits and events together).
 
     At-least-once: entries are acknowledged and deleted only after their rows are inserted, and
     the insert ignores event ids already stored, so a crash, a retry or a second drainer never

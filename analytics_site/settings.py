@@ -239,6 +239,10 @@ TRACKER_VISIT_TIMEOUT = env_int("TRACKER_VISIT_TIMEOUT", 1800)
 TRACKER_TRUSTED_PROXIES = env_int("TRACKER_TRUSTED_PROXIES", 0)
 if TRACKER_TRUSTED_PROXIES < 0:
     raise ImproperlyConfigured("TRACKER_TRUSTED_PROXIES must be 0 or more")
+# The currency of event revenue (an ISO 4217 code); amounts are kept as decimals in it.
+TRACKER_CURRENCY = os.environ.get("TRACKER_CURRENCY", "EUR").strip().upper()
+if not (len(TRACKER_CURRENCY) == 3 and TRACKER_CURRENCY.isascii() and TRACKER_CURRENCY.isalpha()):
+    raise ImproperlyConfigured(f"TRACKER_CURRENCY must be a currency code: {TRACKER_CURRENCY!r}")
 TRACKER_SINK = "redis" if REDIS_URL else "direct"
 TRACKER_REDIS_STREAM = os.environ.get("TRACKER_REDIS_STREAM", "tracker:visits")
 # TRACKER_ENABLED=0 removes the middleware: `make bench` compares the same app with and without.

@@ -10,6 +10,7 @@ from django.views.decorators.cache import never_cache
 from django.views.decorators.http import require_GET
 
 from analytics_site.health import component_states
+from tracker import record_event
 
 logger = logging.getLogger(__name__)
 
@@ -29,6 +30,7 @@ def about(request: HttpRequest) -> HttpResponse:
     if cookie_worked:
         logger.info("Cookie Tested Successfully")
         request.session.delete_test_cookie()
+        record_event(request, "cookie_tested")
     return render(request, "pages/about.html", {"cookie_worked": cookie_worked})
 
 

@@ -20,6 +20,14 @@ Environment: ``BENCH_COST_REQUESTS`` (per round, default 3000), ``BENCH_ROUNDS``
 ``BENCH_COST_COUNTER`` (``cpu`` or ``instructions``), and ``BENCH_CONFIGS``, ``BENCH_POSTGRES``,
 ``BENCH_REDIS`` as for ``tracker_throughput``.
 
+Then ``record_event`` against a page view's own tracking (issue 22: an event must cost no more):
+in one process with the configuration's real sink, rounds alternate N calls of
+``tracker.record_event``, N page views' tracking (the middleware around a view that returns a
+ready page: its checks, the classification, the row and its append) and N calls of
+``visit_record`` alone (the row and its append), each on the request of a returning visitor
+whose session is loaded (a request loads it whether it tracks or not); CPU of the app, its
+PostgreSQL backends and Redis, per call, medians.
+
 Below the table, the user-agent classification on its own (issue 21's targets): a never-seen
 user agent (real browsers' and crawlers' user agents from the pinned public collections, each
 classified once, uncached) and a cached one, and the cold first classification that the
@@ -70,6 +78,7 @@ def main() -> None:
             "page views per side, as a returning visitor; CPU ms per page view, medians.\n"
         )
     rows = []
+    event_rows = []
     with tempfile.TemporaryDirectory(prefix="tracker-cost-") as temporary:
         for configuration in configurations(Path(temporary)):
             if configuration.key not in CHOSEN:
@@ -83,11 +92,16 @@ def main() -> None:
                         ]
                     else:
                         figures = alternating_rounds(configuration.env)
+                    events = None if instructions else event_rounds(configuration.env)
             except (OSError, subprocess.CalledProcessError) as error:
                 print(f"{configuration.label}: skipped ({error})")
                 continue
             rows.append((configuration, figures))
+            if events is not None:
+                event_rows.append((configuration, events))
     (print_instructions if instructions else print_table)(rows)
+    if event_rows:
+        print_event_table(event_rows)
     print_classification()
 
 
@@ -178,6 +192,137 @@ def print_table(rows: list) -> None:
             for plain, tracked in zip(rounds[False], rounds[True], strict=True)
         ]
         print(f"  {configuration.label}: {', '.join(pairs)}")
+
+
+EVENT_CALLS = int(os.environ.get("BENCH_EVENT_CALLS", "2000"))
+
+
+def event_rounds(env: dict[str, str]) -> dict[str, list[dict[str, float]]]:
+    command = [sys.executable, "-m", "benchmarks.tracker_cost", "events", str(EVENT_CALLS)]
+    output = subprocess.run(
+        command, cwd=ROOT, env=env, check=True, capture_output=True, text=True
+    ).stdout
+    return json.loads(output.strip().splitlines()[-1])
+
+
+def print_event_table(rows: list) -> None:
+    print(
+        f"\nrecord_event against a page view's tracking ({ROUNDS} alternating rounds of "
+        f"{EVENT_CALLS:,} calls each, in one process; CPU µs per call: app + database + redis, "
+        "medians)\n"
+    )
+    print(
+        "| configuration | a page view's tracking | its visit_record alone | record_event "
+        "| record_event / page view's tracking (target <= 1) |"
+    )
+    print("|---" * 5 + "|")
+    for configuration, rounds in rows:
+        page_view, visit, event = (
+            {part: statistics.median(run[part] for run in rounds[side]) for part in PARTS}
+            for side in ("page_view", "visit", "event")
+        )
+        totals = [sum(cpu.values()) for cpu in (page_view, visit, event)]
+        ratio = totals[2] / totals[0]
+
+        def cell(cpu: dict[str, float]) -> str:
+            parts = " + ".join(f"{cpu[part]:.1f}" for part in PARTS)
+            return f"{sum(cpu.values()):.1f} ({parts})"
+
+        print(
+            f"| {configuration.label} | {cell(page_view)} | {cell(visit)} | {cell(event)} "
+            f"| {ratio:.2f} ({'met' if ratio <= 1.0 else 'NOT met'}) |"
+        )
+
+
+def event_cost(calls: int) -> dict[str, list[dict[str, float]]]:
+    """In this process: CPU µs per record_event and per page view's visit_record, with the
+    configuration's real sink, in alternating rounds."""
+    import django
+
+    os.environ.setdefault("DJANGO_SETTINGS_MODULE", "analytics_site.settings")
+    django.setup()
+    import redis
+    from django.conf import settings
+    from django.db import connection
+    from django.http import HttpResponse
+    from django.test import RequestFactory
+
+    from tracker import record_event
+    from tracker.buffer import PostgresPipelineSink, flush_open_sinks, open_sinks
+    from tracker.classify import classify_user_agent
+    from tracker.middleware import VisitTrackingMiddleware
+    from tracker.recording import visit_record
+
+    page = HttpResponse("<p>page</p>")
+    middleware = VisitTrackingMiddleware(lambda request: page)
+    session_store = middleware.session_store
+    session = session_store()
+    session["num_visits"] = 1
+    session.save()
+    request = RequestFactory().get(
+        "/", headers={"user-agent": BROWSER_UA, "accept": "text/html"}, SERVER_NAME="127.0.0.1"
+    )
+    request.visit_tracker = middleware
+    response = HttpResponse("<p>page</p>")
+    agent = classify_user_agent(BROWSER_UA)
+
+    # A returning visitor's session, loaded once: a request loads it whether or not it tracks.
+    request.session = session_store(session.session_key)
+    request.session.load()
+
+    def one_page_view():
+        middleware(request)
+
+    def one_visit():
+        visit_record(request=request, response=response, agent=agent, elapsed_ms=1,
+                     sink=middleware.sink)  # fmt: skip
+
+    def one_event():
+        record_event(request, "signup", props={"plan": "pro"})
+
+    client = redis.Redis.from_url(settings.REDIS_URL) if settings.REDIS_URL else None
+
+    def cpu() -> tuple[float, float, float]:
+        database = 0.0
+        if connection.vendor == "postgresql":
+            with connection.cursor() as cursor:
+                cursor.execute("SELECT pg_backend_pid()")
+                backends = [cursor.fetchone()[0]]
+            backends += [
+                sink.connection.info.backend_pid
+                for sink in open_sinks()
+                if isinstance(sink, PostgresPipelineSink) and sink.connection is not None
+            ]
+            database = sum(process_cpu_seconds(pid) for pid in backends)
+        served = 0.0
+        if client is not None:
+            info = client.info("cpu")
+            served = info["used_cpu_user"] + info["used_cpu_sys"]
+        return time.process_time(), database, served
+
+    # Warm both paths (connections, statements).
+    sides = {"page_view": one_page_view, "visit": one_visit, "event": one_event}
+    for _ in range(WARM_UP):
+        for work in sides.values():
+            work()
+    flush_open_sinks()
+    rounds: dict[str, list[dict[str, float]]] = {side: [] for side in sides}
+    for number in range(ROUNDS):
+        order = list(sides) if number % 2 == 0 else list(reversed(sides))
+        for side in order:
+            work = sides[side]
+            before = cpu()
+            for _ in range(calls):
+                work()
+            flush_open_sinks()
+            after = cpu()
+            rounds[side].append(
+                {
+                    part: (end - start) * 1e6 / calls
+                    for part, start, end in zip(PARTS, before, after, strict=True)
+                }
+            )
+    return rounds
 
 
 UNCACHED_TARGET_US = 1000
@@ -372,5 +517,7 @@ def serve(requests: int) -> dict[str, float]:
 if __name__ == "__main__":
     if sys.argv[1] == "classify":
         print(json.dumps(classification_cost()))
+    elif sys.argv[1] == "events":
+        print(json.dumps(event_cost(int(sys.argv[2]))))
     else:
         print(json.dumps(serve(int(sys.argv[1]))))

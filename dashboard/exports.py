@@ -10,12 +10,13 @@ import csv
 import datetime as dt
 from collections.abc import Iterable, Iterator
 
-from dashboard import queries
+from dashboard import event_queries, queries
 
 FORMULA_PREFIXES = ("=", "+", "-", "@", "\t", "\r")
 # One row per visit started in the range: the per-visit table's fields, as queries name them.
 VISIT_COLUMNS = list(queries.VISIT_FIELDS)
 PAGE_COLUMNS = ["path", "pageviews", "visitors"]
+EVENT_COLUMNS = event_queries.EVENT_COLUMNS
 
 
 def safe_cell(value: object) -> object:
@@ -52,3 +53,9 @@ def visit_rows(*, start, end, path: str | None) -> Iterator[list[object]]:
 def page_rows(*, start, end, path: str | None) -> Iterator[list[object]]:
     for row in queries.top_pages(start=start, end=end, limit=None, path=path):
         yield [row[column] for column in PAGE_COLUMNS]
+
+
+def event_rows(*, start, end, path: str | None) -> Iterator[list[object]]:
+    """Event names of the range (the path filter does not apply: events have no page rollup)."""
+    for row in event_queries.event_totals(start=start, end=end):
+        yield [row[column] for column in EVENT_COLUMNS]

@@ -16,7 +16,7 @@ from collections.abc import Callable
 
 from django.core.cache import cache
 
-from dashboard import charts, queries
+from dashboard import charts, event_queries, queries
 from dashboard.forms import Period
 from tracker.models import AggregationState
 
@@ -131,6 +131,11 @@ def _sessions(*, period: Period, path: str, page: int, now: dt.datetime, breakdo
     }
 
 
+def _events(*, period: Period, path: str, page: int, now: dt.datetime, breakdowns: dict) -> dict:
+    # Events have no page dimension in their rollups: the panel shows the whole range's.
+    return {"events": event_queries.event_totals(start=period.start, end=period.end)}
+
+
 # Each panel (an htmx target) is made of parts; parts named in CACHED_PARTS read rollups only.
 PANELS: dict[str, list[str]] = {
     "cards": ["headline", "live"],
@@ -142,6 +147,7 @@ PANELS: dict[str, list[str]] = {
     "tech": ["tech"],
     "countries": ["countries"],
     "sessions": ["sessions"],
+    "events": ["events"],
 }
 PARTS: dict[str, Callable[..., dict]] = {
     "headline": _headline,
@@ -153,15 +159,24 @@ PARTS: dict[str, Callable[..., dict]] = {
     "tech": _breakdown(PART_DIMENSIONS["tech"]),
     "countries": _countries,
     "sessions": _sessions,
+    "events": _events,
 }
-CACHED_PARTS = {"headline", "visits", "over-time", "pages", "sources", "tech", "countries"}
-PAGE_PANELS = ["cards", "visits", "over-time", "pages", "sources", "tech", "countries", "sessions"]
+CACHED_PARTS = {
+    "headline", "visits", "over-time", "pages", "sources", "tech", "countries", "events",
+}  # fmt: skip
+PAGE_PANELS = [
+    "cards", "visits", "over-time", "pages", "sources", "tech", "countries", "events", "sessions",
+]  # fmt: skip
 
 
 def rollups_version() -> str:
-    """The stamp of the last aggregation run: any change to the rollups changes it."""
-    state = AggregationState.objects.values_list("last_visit_id", "updated_at").first()
-    return f"{state[0]}-{state[1].timestamp()}" if state else "none"
+    """The stamp of the last aggregation runs (visits' and events'): any change to the rollups
+    changes it."""
+    states = AggregationState.objects.order_by("name").values_list(
+        "name", "last_visit_id", "updated_at"
+    )
+    stamp = "|".join(f"{name}:{last}-{updated.timestamp()}" for name, last, updated in states)
+    return stamp or "none"
 
 
 def part_cache_key(part: str, *, version: str, period: Period, path: str) -> str:
@@ -219,5 +234,6 @@ def stats_figures(*, period: Period, path: str, now: dt.datetime) -> dict:
     figures = cache.get(key)
     if figures is None:
         figures = queries.stats_from_rollups(start=period.start, end=period.end, path=path)
+        figures["events"] = event_queries.event_totals(start=period.start, end=period.end)
         cache.set(key, figures, timeout=PANEL_CACHE_SECONDS)
     return {**figures, "live_sessions": queries.live_visitors(now=now)}

@@ -51,6 +51,7 @@ from tracker.models import (
     VisitorHourly,
     VisitSummary,
 )
+from tracker.rollups import STATE_NAME
 
 Dimension = VisitHourly.Dimension
 PAGES_BUCKETS = ["1", "2", "3", "4-5", "6-10", "11-20", "21+"]
@@ -699,7 +700,12 @@ def session_timeline(*, tracking_id: uuid.UUID) -> Timeline | None:
     )
     if summary is None and not rows:
         return None
-    watermark = AggregationState.objects.values_list("last_visit_id", flat=True).first() or 0
+    watermark = (
+        AggregationState.objects.filter(name=STATE_NAME)
+        .values_list("last_visit_id", flat=True)
+        .first()
+        or 0
+    )
     starts = [(visit["started_at"], visit["first_pageview_id"]) for visit in visits]
     grouped: list[list[tuple]] = [[] for _ in visits]
     unaggregated: list[tuple] = []

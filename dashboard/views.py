@@ -32,10 +32,11 @@ from django.views.decorators.vary import vary_on_headers
 from django_htmx.http import HttpResponseClientRedirect
 from django_htmx.middleware import HtmxDetails
 
-from dashboard import exports, queries, reports, sharing
+from dashboard import event_queries, exports, queries, reports, sharing
 from dashboard.forms import DashboardFilterForm, ReportSettingsForm, SharedLinkForm
 from dashboard.models import ReportKind, ReportSubscription, SharedLink
 from dashboard.panels import PAGE_PANELS, PANELS, panel_context, stats_figures
+from tracker.events import EventRefused, event_name_clean
 
 
 class HtmxHttpRequest(HttpRequest):
@@ -43,6 +44,7 @@ class HtmxHttpRequest(HttpRequest):
 
 
 INDEX_TEMPLATE = "dashboard/index.html"
+EVENT_PROPS_TEMPLATE = "dashboard/_event_props.html"
 SESSION_TEMPLATE = "dashboard/session.html"
 SETTINGS_TEMPLATE = "dashboard/settings.html"
 # Through a shared link: the aggregate panels; never the visitors table and its timelines.
@@ -143,7 +145,13 @@ def session_detail(request: HtmxHttpRequest, tracking_id: uuid.UUID) -> HttpResp
     timeline = queries.session_timeline(tracking_id=tracking_id)
     if timeline is None:
         raise Http404("No visitor has this id.")
-    context = {"timeline": timeline, "query": form.query_string(page=None)}
+    events = event_queries.timeline_events(timeline=timeline)
+    context = {
+        "timeline": timeline,
+        "visits_with_events": list(zip(timeline.visits, events, strict=True)),
+        "currency": settings.TRACKER_CURRENCY,
+        "query": form.query_string(page=None),
+    }
     partial = _partial(request)
     template = f"{SESSION_TEMPLATE}#timeline" if partial else SESSION_TEMPLATE
     return render(request, template, context)
@@ -183,6 +191,33 @@ def _export_pages(request: HtmxHttpRequest) -> HttpResponse:
 
 export_sessions = dashboard_view(_export_sessions)
 export_pages = dashboard_view(_export_pages)
+
+
+@dashboard_view
+def export_events(request: HtmxHttpRequest) -> HttpResponse:
+    return _csv_export(
+        request, name="events", columns=exports.EVENT_COLUMNS, rows=exports.event_rows
+    )
+
+
+@dashboard_view
+def event_props(request: HtmxHttpRequest) -> HttpResponse:
+    """The props' values of one event name in the range (the events panel's drill-down)."""
+    form = _filters(request)
+    if isinstance(form, HttpResponse):
+        return form
+    try:
+        name = event_name_clean(request.GET.get("name"))
+    except EventRefused as error:
+        return HttpResponseBadRequest(f"name: {error}", content_type="text/plain; charset=utf-8")
+    period = form.period(now=timezone.now())
+    values = event_queries.event_prop_values(name=name, start=period.start, end=period.end)
+    context = {
+        "name": name,
+        "prop_values": values,
+        "retention_days": settings.TRACKER_RAW_RETENTION_DAYS,
+    }
+    return render(request, EVENT_PROPS_TEMPLATE, context)
 
 
 @dashboard_view

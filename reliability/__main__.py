@@ -60,6 +60,8 @@ def _load_ok(figures: dict) -> bool:
         and figures.get("recorded_served") == figures.get("served")
         and figures.get("served") <= figures.get("raw_visits") <= figures.get("page_views")
         and figures.get("mismatched_sessions") == 0
+        and figures.get("mismatched_event_sessions") == 0
+        and figures.get("dashboard_events") == figures.get("events_recorded")
         and figures.get("dashboard_pageviews") == figures.get("raw_visits")
         and figures.get("dashboard_sessions") == figures.get("visitors")
         and not figures.get("leaks")
@@ -74,7 +76,9 @@ def row(figures: dict) -> str:
             f"{figures['sent']} views, {figures['req_per_s']} req/s, "
             f"failed {figures['failed']} (5xx {figures['server_errors']}), "
             f"lost {lost}, counted twice {extra}, sessions off {figures['mismatched_sessions']}/"
-            f"{figures['visitors']}, dashboard {figures['dashboard_pageviews']} views/"
+            f"{figures['visitors']}, events {figures['events_recorded']}/"
+            f"{figures['events_served']} (visitors off {figures['mismatched_event_sessions']}), "
+            f"dashboard {figures['dashboard_pageviews']} views/"
             f"{figures['dashboard_sessions']} sessions, key leaks {len(figures['leaks'])}"
         )
         if figures.get("faults"):

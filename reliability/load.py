@@ -27,6 +27,9 @@ PAGES = [
 ]
 
 
+COOKIE_TESTED = b"Cookie Tested Successfully"
+
+
 @dataclass
 class VisitorResult:
     session_key: str = ""
@@ -34,6 +37,10 @@ class VisitorResult:
     page_views: int = 0
     # ...and each one served without a server error is exactly one.
     served: int = 0
+    # About pages that said the test cookie worked: each recorded one cookie_tested event...
+    events_served: int = 0
+    # ...and about pages that failed with a server error may have recorded one.
+    events_maybe: int = 0
 
 
 @dataclass
@@ -78,6 +85,11 @@ async def _visitor(
             if not response.is_redirect:
                 visitor.page_views += 1
                 visitor.served += response.status_code < 500
+            if response.url.path == "/about/":
+                if response.status_code == 200 and COOKIE_TESTED in response.content:
+                    visitor.events_served += 1
+                elif response.status_code >= 500:
+                    visitor.events_maybe += 1
             progress[0] += 1
         visitor.session_key = client.cookies.get("sessionid", "")
     return visitor

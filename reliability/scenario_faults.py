@@ -38,7 +38,54 @@ ROLLUP_ORDER = {
     "tracker_visitordaily": "day, lag, previous_hour",
     "tracker_pagevisitorhourly": "hour, path, previous_hour",
     "tracker_pagevisitordaily": "day, path, previous_hour",
+    "tracker_eventhourly": "hour, name",
+    "tracker_eventdaily": "day, name",
+    "tracker_eventvisitorhourly": "hour, name, previous_hour",
+    "tracker_eventvisitordaily": "day, name, previous_hour",
 }
+EVENT_NAMES = ["signup", "Outbound Link: Click", "File Download", "cookie_tested"]
+
+
+def events_add(*, seed: int, after_visit_id: int = 0, share: float = 0.3) -> int:
+    """Give a share of the raw visits after ``after_visit_id`` an event (the visitor's, on that
+    page, a few seconds on), as the site would record them; return how many."""
+    import random
+    import uuid
+    from datetime import timedelta
+
+    from tracker.models import Event, Visit
+
+    rng = random.Random(seed)
+    visits = (
+        Visit.objects.filter(id__gt=after_visit_id)
+        .order_by("id")
+        .values_list("tracking_id", "visited_at", "path")
+    )
+    batch, added = [], 0
+    for tracking_id, visited_at, path in visits.iterator(chunk_size=5000):
+        if rng.random() >= share:
+            continue
+        batch.append(
+            Event(
+                event_id=uuid.uuid4(),
+                tracking_id=tracking_id,
+                occurred_at=visited_at + timedelta(seconds=rng.randrange(1, 30)),
+                name=rng.choice(EVENT_NAMES),
+                path=path,
+            )
+        )
+        if len(batch) == 5000:
+            added += len(Event.objects.bulk_create(batch))
+            batch = []
+    return added + len(Event.objects.bulk_create(batch))
+
+
+def rebuild_all() -> None:
+    from tracker.event_rollups import event_rollups_rebuild
+    from tracker.rollups import rollups_rebuild
+
+    rollups_rebuild()
+    event_rollups_rebuild()
 
 
 def rollup_fingerprint() -> dict[str, str]:
@@ -126,13 +173,13 @@ def worker_sigkill(env: dict[str, str], workdir: Path, visits: int) -> dict:
     from django.core.management import call_command
 
     from analytics_site.celery import app
-    from tracker.rollups import rollups_rebuild
 
     # The generator averages ~4.56 page views a visitor over 30 days (returns included).
     sessions = max(1, round(visits / 4.56))
     started = time.perf_counter()
     call_command("generate_traffic", sessions=sessions, days=30, seed=7, stdout=io.StringIO())
     generated = max_visit_id()
+    events = events_add(seed=7)
     generate_seconds = time.perf_counter() - started
     log = workdir / "worker.log"
 
@@ -161,7 +208,7 @@ def worker_sigkill(env: dict[str, str], workdir: Path, visits: int) -> dict:
     finally:
         stop_group(worker)
     after_restart = rollup_fingerprint()
-    rollups_rebuild()
+    rebuild_all()
     undisturbed = rollup_fingerprint()
     ok = after_restart == undisturbed and watermark_at_kill < generated
     row_counts = ", ".join(
@@ -170,7 +217,8 @@ def worker_sigkill(env: dict[str, str], workdir: Path, visits: int) -> dict:
     return {
         "ok": ok,
         "detail": (
-            f"{generated} raw visits (generated in {generate_seconds:.1f}s); worker SIGKILLed with "
+            f"{generated} raw visits and {events} events (generated in {generate_seconds:.1f}s); "
+            "worker SIGKILLed with "
             f"watermark at {watermark_at_kill}; after restart rollups "
             f"{'equal' if after_restart == undisturbed else 'DIFFER from'} an undisturbed rebuild "
             f"({row_counts} rows)"
@@ -181,7 +229,8 @@ def worker_sigkill(env: dict[str, str], workdir: Path, visits: int) -> dict:
 def two_beats(env: dict[str, str], workdir: Path, minutes: float) -> dict:
     from django.core.management import call_command
 
-    from tracker.rollups import rollups_rebuild, visits_aggregate
+    from tracker.event_rollups import events_aggregate
+    from tracker.rollups import visits_aggregate
 
     worker = start_worker(env, workdir / "worker.log", concurrency=2)
     beats = [
@@ -198,7 +247,9 @@ def two_beats(env: dict[str, str], workdir: Path, minutes: float) -> dict:
     try:
         while time.monotonic() < deadline:
             seed += 1
+            before = max_visit_id()
             call_command("generate_traffic", sessions=200, days=1, seed=seed, stdout=io.StringIO())
+            events_add(seed=seed, after_visit_id=before)
             time.sleep(10)
     finally:
         for beat in beats:
@@ -207,8 +258,9 @@ def two_beats(env: dict[str, str], workdir: Path, minutes: float) -> dict:
     worker_log = (workdir / "worker.log").read_text(errors="replace")
     aggregations = worker_log.count("Task tracker.tasks.aggregate_visits[") // 2
     visits_aggregate()
+    events_aggregate()
     after_beats = rollup_fingerprint()
-    rollups_rebuild()
+    rebuild_all()
     rebuilt = rollup_fingerprint()
     ok = after_beats == rebuilt and aggregations >= 2
     return {

@@ -67,6 +67,7 @@ def drain_and_aggregate() -> None:
     from django.db import connections
 
     from tracker.buffer import drain_buffered_visits
+    from tracker.event_rollups import events_aggregate
     from tracker.rollups import visits_aggregate
 
     connections.close_all()  # this process's connection may predate a PostgreSQL restart
@@ -74,6 +75,7 @@ def drain_and_aggregate() -> None:
         if drain_buffered_visits(reclaim_idle_ms=0) == 0:
             break
     visits_aggregate()
+    events_aggregate()
 
 
 def verify(result: LoadResult, logs: list[Path]) -> dict:
@@ -84,7 +86,7 @@ def verify(result: LoadResult, logs: list[Path]) -> dict:
     from django.db.models import Count
     from django.test import Client
 
-    from tracker.models import TrackedSession, Visit
+    from tracker.models import Event, TrackedSession, Visit
     from tracker.recording import TRACKING_ID_SESSION_KEY
 
     served_visits = Visit.objects.filter(status_code__lt=500)
@@ -92,7 +94,14 @@ def verify(result: LoadResult, logs: list[Path]) -> dict:
         served_visits.values("tracking_id").annotate(n=Count("id")).values_list("tracking_id", "n")
     )
     summaries = dict(TrackedSession.objects.values_list("tracking_id", "pageviews"))
+    events_per_session = dict(
+        Event.objects.filter(name="cookie_tested")
+        .values("tracking_id")
+        .annotate(n=Count("id"))
+        .values_list("tracking_id", "n")
+    )
     mismatched_sessions = 0
+    mismatched_event_sessions = 0
     for visitor in result.visitors:
         tracking_id = _uuid(
             SessionStore(session_key=visitor.session_key).get(TRACKING_ID_SESSION_KEY)
@@ -103,6 +112,10 @@ def verify(result: LoadResult, logs: list[Path]) -> dict:
         # could not always be read while the database was down).
         if served != visitor.served or not visitor.served <= summarised <= visitor.page_views:
             mismatched_sessions += 1
+        # Each about page that said the cookie worked recorded its event once; a 5xx may have.
+        events = events_per_session.get(tracking_id, 0)
+        if not visitor.events_served <= events <= visitor.events_served + visitor.events_maybe:
+            mismatched_event_sessions += 1
 
     staff = get_user_model().objects.create_user("reliability-staff", is_staff=True)
     client = Client(HTTP_HOST="127.0.0.1")
@@ -147,6 +160,10 @@ def verify(result: LoadResult, logs: list[Path]) -> dict:
         "raw_visits": Visit.objects.count(),
         "tracked_sessions": TrackedSession.objects.count(),
         "mismatched_sessions": mismatched_sessions,
+        "events_served": sum(visitor.events_served for visitor in result.visitors),
+        "events_recorded": Event.objects.count(),
+        "mismatched_event_sessions": mismatched_event_sessions,
+        "dashboard_events": sum(row["count"] for row in stats.get("events", [])),
         "dashboard_sessions": stats.get("sessions"),
         "dashboard_pageviews": stats.get("pageviews"),
         "session_keys_checked": len(keys),

@@ -6,6 +6,8 @@ from django.contrib import admin
 
 from tracker.models import (
     AggregationState,
+    Event,
+    EventDaily,
     PageDaily,
     PageHourly,
     TrackedSession,
@@ -122,3 +124,22 @@ class VisitDailyAdmin(ReadOnlyAdmin):
 @admin.register(AggregationState)
 class AggregationStateAdmin(ReadOnlyAdmin):
     list_display = ["name", "last_visit_id", "updated_at"]
+
+
+@admin.register(Event)
+class EventAdmin(ReadOnlyAdmin):
+    list_display = ["occurred_at", "name", "path", "revenue", "tracking_id"]
+    list_filter = ["name", "occurred_at"]
+    search_fields = ["name", "path"]
+    date_hierarchy = "occurred_at"
+    ordering = ["-id"]
+    show_full_result_count = False
+
+
+@admin.register(EventDaily)
+class EventDailyAdmin(ReadOnlyAdmin):
+    list_display = ["day", "name", "occurrences", "visitors"]
+    list_filter = ["day"]
+    search_fields = ["name"]
+    ordering = ["-day", "name"]
+    show_full_result_count = False

@@ -1,5 +1,9 @@
 """Where a visit goes from the request path: one small interface, three sinks, and the drain.
 
+Events (``tracker.events``) take the same way: each sink writes a row into one of two raw
+tables (``VISITS``, ``EVENTS``), and the stream holds both, so an event gets the page view's
+guarantees (nothing lost on the fault paths, nothing stored twice) with no code of its own.
+
 - ``DirectSink``: one parameterised INSERT on the request's own database connection (SQLite,
   and the fallback of the other two).
 - ``PostgresPipelineSink``: on PostgreSQL, the same INSERT on a pipelined connection of the
@@ -25,6 +29,7 @@ import weakref
 from collections import deque
 from collections.abc import Callable
 from datetime import datetime
+from decimal import Decimal
 from typing import Protocol
 
 import hiredis
@@ -35,7 +40,7 @@ from django.conf import settings
 from django.db import connections, models, transaction
 from psycopg import pq
 
-from tracker.models import Visit
+from tracker.models import Event, Visit
 
 logger = logging.getLogger(__name__)
 
@@ -45,13 +50,48 @@ RECLAIM_IDLE_MS = 60_000
 # One drain call stops after this many full batches, so a flood cannot pin a worker forever.
 MAX_BATCHES_PER_DRAIN = 100
 FALLBACK_LOG_INTERVAL_SECONDS = 60.0
-VISIT_FIELDS = [field for field in Visit._meta.concrete_fields if not field.primary_key]
-VISIT_NAMES = [field.attname for field in VISIT_FIELDS]
+
+
+class RawTable:
+    """A raw, append-only table the request path writes to: its columns, and the field name
+    its rows carry in the Redis stream."""
+
+    def __init__(self, model: type[models.Model], *, stream_field: str) -> None:
+        self.model = model
+        self.db_table = model._meta.db_table
+        self.stream_field = stream_field
+        self.fields = [field for field in model._meta.concrete_fields if not field.primary_key]
+        self.names = [field.attname for field in self.fields]
+        # How the pipeline sink sends each value as text: str() for most, JSON for a JSON
+        # field, NULL for a missing value of a nullable one.
+        self.text_encoders = [_text_encoder(field) for field in self.fields]
+
+    def text_params(self, row: dict) -> list[bytes | None]:
+        encoders = zip(self.names, self.text_encoders, strict=True)
+        return [encode(row[name]) for name, encode in encoders]
+
+    def __repr__(self) -> str:
+        return f"RawTable({self.db_table})"
+
+
+def _text_encoder(field: models.Field) -> Callable[[object], bytes | None]:
+    if isinstance(field, models.JSONField):
+        return orjson.dumps
+    if field.null:
+        return lambda value: None if value is None else str(value).encode()
+    return lambda value: str(value).encode()
+
+
+VISITS = RawTable(Visit, stream_field="visit")
+EVENTS = RawTable(Event, stream_field="event")
+VISIT_FIELDS = VISITS.fields
+VISIT_NAMES = VISITS.names
 
 
 class VisitSink(Protocol):
-    def write(self, visit: dict) -> None:
-        """Store one visit durably enough that a crash of the app process loses nothing."""
+    def write(self, visit: dict, table: RawTable = VISITS) -> None:
+        """Store one row (a visit, or an event) durably enough that a crash of the app
+        process loses nothing."""
 
 
 class DirectSink:
@@ -72,11 +112,75 @@ class DirectSink:
 
     def __init__(self, *, using: str = "default", ignore_known_events: bool = False) -> None:
         self.using = using
+        self.statements = {
+            table: _DirectStatements(
+                table=table, using=using, ignore_known_events=ignore_known_events
+            )
+            for table in (VISITS, EVENTS)
+        }
+
+    def write(self, visit: dict, table: RawTable = VISITS) -> None:
+        statements = self.statements[table]
+        connection = connections[self.using]
+        if statements.server_cursor is not None and not connection.in_atomic_block:
+            # psycopg adapts the visit's values (UUID, aware datetime, str, int) itself.
+            connection.ensure_connection()
+            with (
+                connection.wrap_database_errors,
+                statements.server_cursor(connection.connection) as cursor,
+            ):
+                cursor.execute(
+                    statements.fast_commit_sql, statements.server_params(visit)
+                )
+            return
+        if statements.sqlite_insert_sql is not None and not connection.in_atomic_block:
+            # Autocommit: sqlite3 commits the insert on its own.
+            connection.ensure_connection()
+            with connection.wrap_database_errors:
+                connection.connection.execute(
+                    statements.sqlite_insert_sql,
+                    [convert(visit[name]) for name, convert in statements.sqlite_values],
+                )
+            return
+        params = [
+            field.get_db_prep_save(visit[field.attname], connection) for field in table.fields
+        ]
+        if connection.in_atomic_block:
+            # Inside a caller's transaction: a savepoint, so a failed insert cannot poison it.
+            with transaction.atomic(using=self.using), connection.cursor() as cursor:
+                cursor.execute(statements.insert_sql, params)
+            return
+        with connection.cursor() as cursor:
+            cursor.execute(statements.insert_sql, params)
+
+
+class _DirectStatements:
+    """The direct sink's prepared statements for one raw table."""
+
+    def __init__(self, *, table: RawTable, using: str, ignore_known_events: bool) -> None:
         connection = connections[using]
         quote = connection.ops.quote_name
-        columns = ", ".join(quote(field.column) for field in VISIT_FIELDS)
-        placeholders = ", ".join(["%s"] * len(VISIT_FIELDS))
-        table = quote(Visit._meta.db_table)
+        fields = table.fields
+        columns = ", ".join(quote(field.column) for field in fields)
+        placeholders = ", ".join(["%s"] * len(fields))
+        names = table.names
+        json_fields = [isinstance(field, models.JSONField) for field in fields]
+        if any(json_fields):
+            from psycopg.types.json import Jsonb
+
+            # psycopg adapts no dict by itself; Jsonb sends it typed, as the column wants.
+            def server_params(row: dict) -> list:
+                return [
+                    Jsonb(row[name], dumps=orjson.dumps) if is_json else row[name]
+                    for name, is_json in zip(names, json_fields, strict=True)
+                ]
+        else:
+
+            def server_params(row: dict) -> list:
+                return [row[name] for name in names]
+
+        self.server_params = server_params
+        table = quote(table.db_table)
         # For visits that may have landed already (sent to a server that never answered).
         on_conflict = " ON CONFLICT (event_id) DO NOTHING" if ignore_known_events else ""
         self.insert_sql = f"INSERT INTO {table} ({columns}) VALUES ({placeholders}){on_conflict}"  # noqa: S608
@@ -85,7 +189,7 @@ class DirectSink:
         self.sqlite_insert_sql = None
         if connection.vendor == "sqlite":
             self.sqlite_insert_sql = self.insert_sql.replace("%s", "?")
-            self.sqlite_values = sqlite_converters(connection)
+            self.sqlite_values = sqlite_converters(connection, fields=fields)
         if connection.vendor == "postgresql":
             from psycopg import Cursor
 
@@ -97,41 +201,10 @@ class DirectSink:
                 f"{on_conflict}"
             )
 
-    def write(self, visit: dict) -> None:
-        connection = connections[self.using]
-        if self.server_cursor is not None and not connection.in_atomic_block:
-            # psycopg adapts the visit's values (UUID, aware datetime, str, int) itself.
-            connection.ensure_connection()
-            with (
-                connection.wrap_database_errors,
-                self.server_cursor(connection.connection) as cursor,
-            ):
-                cursor.execute(
-                    self.fast_commit_sql, [visit[field.attname] for field in VISIT_FIELDS]
-                )
-            return
-        if self.sqlite_insert_sql is not None and not connection.in_atomic_block:
-            # Autocommit: sqlite3 commits the insert on its own.
-            connection.ensure_connection()
-            with connection.wrap_database_errors:
-                connection.connection.execute(
-                    self.sqlite_insert_sql,
-                    [convert(visit[name]) for name, convert in self.sqlite_values],
-                )
-            return
-        params = [
-            field.get_db_prep_save(visit[field.attname], connection) for field in VISIT_FIELDS
-        ]
-        if connection.in_atomic_block:
-            # Inside a caller's transaction: a savepoint, so a failed insert cannot poison it.
-            with transaction.atomic(using=self.using), connection.cursor() as cursor:
-                cursor.execute(self.insert_sql, params)
-            return
-        with connection.cursor() as cursor:
-            cursor.execute(self.insert_sql, params)
 
-
-def sqlite_converters(connection) -> list[tuple[str, Callable[[object], object]]]:
+def sqlite_converters(
+    connection, *, fields: list[models.Field] = VISIT_FIELDS
+) -> list[tuple[str, Callable[[object], object]]]:
     """Return, per visit field, what turns its value into the one Django stores on SQLite.
 
     The visit's values are already of their fields' types (UUID, aware datetime, cleaned str,
@@ -149,9 +222,12 @@ def sqlite_converters(connection) -> list[tuple[str, Callable[[object], object]]
             return connection.ops.adapt_datetimefield_value
         if isinstance(field, models.CharField | models.IntegerField):
             return keep
+        if isinstance(field, models.JSONField):
+            # JSON text, as Django stores it (orjson's is compact; any JSON reads back alike).
+            return lambda value: orjson.dumps(value).decode()
         return functools.partial(field.get_db_prep_save, connection=connection)
 
-    return [(field.attname, convert(field)) for field in VISIT_FIELDS]
+    return [(field.attname, convert(field)) for field in fields]
 
 
 class DeferredSink:
@@ -177,8 +253,14 @@ class DeferredSink:
     # Logged at most once a minute, with the reason and the count of visits that fell back.
     failure_warning = "Visit sink failed (%s); %d visits written through the fallback so far."
 
-    def __init__(self, *, fallback: VisitSink) -> None:
+    def __init__(
+        self, *, fallback: VisitSink, read_replies_after_seconds: float | None = None
+    ) -> None:
         self.fallback = fallback
+        # A test that counts what is still unconfirmed sets a long window, so that only the
+        # count (REPLIES_PER_READ) decides, however slowly a loaded machine runs it.
+        if read_replies_after_seconds is not None:
+            self.READ_REPLIES_AFTER_SECONDS = read_replies_after_seconds
         self.fallback_count = 0
         self.unconfirmed: deque[dict] = deque()
         # Threaded servers share one middleware, hence one sink, between requests.
@@ -189,26 +271,26 @@ class DeferredSink:
         self._last_fallback_log = -FALLBACK_LOG_INTERVAL_SECONDS
         _open_sinks.add(self)
 
-    def write(self, visit: dict) -> None:
+    def write(self, visit: dict, table: RawTable = VISITS) -> None:
         with self.lock:
             now = time.monotonic()
             if now < self._retry_at:
-                self._fall_back([visit], reason="unreachable a moment ago")
+                self._fall_back([(visit, table)], reason="unreachable a moment ago")
                 return
             try:
                 if self.unconfirmed and (self._released or self._replies_due(now)):
                     self._settle()
                 if not self.unconfirmed:
                     self._first_unconfirmed_at = now
-                self._send(visit)
-                self.unconfirmed.append(visit)
+                self._send(visit, table)
+                self.unconfirmed.append((visit, table))
                 if self._replies_due(now):
                     # Their replies are read by the next write, by when they have arrived: a
                     # sync worker waiting for them here would serve nothing meanwhile.
                     self._release()
                     self._released = True
             except self.connection_errors as error:
-                self._lose_connection(error, also=visit)
+                self._lose_connection(error, also=(visit, table))
 
     def _replies_due(self, now: float) -> bool:
         return (
@@ -236,7 +318,7 @@ class DeferredSink:
         with self.lock:
             self._disconnect()
 
-    def _send(self, visit: dict) -> None:
+    def _send(self, visit: dict, table: RawTable) -> None:
         raise NotImplementedError
 
     def _release(self) -> None:
@@ -248,7 +330,9 @@ class DeferredSink:
     def _disconnect(self) -> None:
         raise NotImplementedError
 
-    def _lose_connection(self, error: Exception, also: dict | None = None) -> None:
+    def _lose_connection(
+        self, error: Exception, also: tuple[dict, RawTable] | None = None
+    ) -> None:
         """Whatever was not confirmed may not have landed: store it through the fallback."""
         self._disconnect()
         self._retry_at = time.monotonic() + self.RETRY_AFTER_SECONDS
@@ -257,18 +341,22 @@ class DeferredSink:
         self._released = False
         self._fall_back(unconfirmed, reason=str(error))
 
-    def _fall_back(self, visits: list[dict], *, reason: str) -> None:
+    def _fall_back(self, visits: list[tuple[dict, RawTable]], *, reason: str) -> None:
         self.fallback_count += len(visits)
         now = time.monotonic()
         if now - self._last_fallback_log >= FALLBACK_LOG_INTERVAL_SECONDS:
             self._last_fallback_log = now
             logger.warning(self.failure_warning, reason, self.fallback_count)
-        for visit in visits:
+        for visit, table in visits:
             try:
-                self.fallback.write(visit)
+                self.fallback.write(visit, table)
             except Exception:
                 # One visit the database refuses must not keep the others from being stored.
-                logger.exception("Storing visit %s through the fallback failed", visit["event_id"])
+                logger.exception(
+                    "Storing %s %s through the fallback failed",
+                    table.stream_field,
+                    visit["event_id"],
+                )
 
 
 class PostgresPipelineSink(DeferredSink):
@@ -292,22 +380,22 @@ class PostgresPipelineSink(DeferredSink):
         "connection so far."
     )
 
-    def __init__(self, *, using: str = "default") -> None:
-        super().__init__(fallback=DirectSink(using=using, ignore_known_events=True))
+    def __init__(
+        self, *, using: str = "default", read_replies_after_seconds: float | None = None
+    ) -> None:
+        super().__init__(
+            fallback=DirectSink(using=using, ignore_known_events=True),
+            read_replies_after_seconds=read_replies_after_seconds,
+        )
         self.using = using
-        columns = ", ".join(field.column for field in VISIT_FIELDS)
-        placeholders = ", ".join(f"${number}" for number in range(1, len(VISIT_FIELDS) + 1))
-        self.insert_sql = (
-            f"INSERT INTO {Visit._meta.db_table} ({columns}) VALUES ({placeholders})"  # noqa: S608
-            " ON CONFLICT (event_id) DO NOTHING"
-        ).encode()
+        self.insert_sql = {table: _pipeline_insert_sql(table) for table in (VISITS, EVENTS)}
         self.connection: psycopg.Connection | None = None  # opened by the first write
 
-    def write(self, visit: dict) -> None:
+    def write(self, visit: dict, table: RawTable = VISITS) -> None:
         if connections[self.using].in_atomic_block:
-            self.fallback.write(visit)
+            self.fallback.write(visit, table)
         else:
-            super().write(visit)
+            super().write(visit, table)
 
     def forget_connection(self) -> None:
         """Drop the connection without closing it: after a fork it is the parent's."""
@@ -316,7 +404,7 @@ class PostgresPipelineSink(DeferredSink):
         self.connection = None
         self.unconfirmed.clear()
 
-    def _send(self, visit: dict) -> None:
+    def _send(self, visit: dict, table: RawTable) -> None:
         if self.connection is None:
             # Django's own parameters, without its retrying through an outage: the fallback
             # waits for the database instead.
@@ -328,9 +416,12 @@ class PostgresPipelineSink(DeferredSink):
         pgconn = self.connection.pgconn
         # Text parameters, typed by the server from the columns: str() of a UUID, an aware
         # datetime, an int or a cleaned string is what PostgreSQL reads back as that value.
-        pgconn.send_query_params(
-            self.insert_sql, [str(visit[name]).encode() for name in VISIT_NAMES]
+        params = (
+            [str(visit[name]).encode() for name in VISIT_NAMES]
+            if table is VISITS
+            else table.text_params(visit)
         )
+        pgconn.send_query_params(self.insert_sql[table], params)
         pgconn.pipeline_sync()
         pgconn.flush()  # a blocking connection: everything is sent on return
 
@@ -352,7 +443,7 @@ class PostgresPipelineSink(DeferredSink):
                 ended_query = False
                 if result.status == pq.ExecStatus.FATAL_ERROR:
                     refused = result.error_field(pq.DiagnosticField.MESSAGE_PRIMARY) or b""
-            visit = self.unconfirmed.popleft()
+            visit = self.unconfirmed.popleft()  # (row, table)
             if refused is not None:
                 self._fall_back(
                     [visit], reason=f"insert refused: {refused.decode(errors='replace')}"
@@ -362,6 +453,15 @@ class PostgresPipelineSink(DeferredSink):
         if self.connection is not None:
             self.connection.close()
             self.connection = None
+
+
+def _pipeline_insert_sql(table: RawTable) -> bytes:
+    columns = ", ".join(field.column for field in table.fields)
+    placeholders = ", ".join(f"${number}" for number in range(1, len(table.fields) + 1))
+    return (
+        f"INSERT INTO {table.db_table} ({columns}) VALUES ({placeholders})"  # noqa: S608
+        " ON CONFLICT (event_id) DO NOTHING"
+    ).encode()
 
 
 def visit_to_json(visit: dict) -> bytes:
@@ -378,6 +478,43 @@ def visit_from_json(encoded: str | bytes) -> Visit:
     fields["visited_at"] = datetime.fromisoformat(fields["visited_at"])
     fields.setdefault("country", "")  # buffered before countries were recorded
     return Visit(**{field.attname: fields[field.attname] for field in VISIT_FIELDS})
+
+
+def _json_default(value: object) -> str:
+    if isinstance(value, Decimal):
+        return str(value)  # exact: never through a float
+    raise TypeError(f"{type(value).__name__} is not JSON serializable")
+
+
+def event_to_json(event: dict) -> bytes:
+    return orjson.dumps(event, default=_json_default)
+
+
+def event_from_json(encoded: str | bytes) -> Event:
+    fields = orjson.loads(encoded)
+    fields["event_id"] = uuid.UUID(fields["event_id"])
+    fields["tracking_id"] = uuid.UUID(fields["tracking_id"])
+    fields["occurred_at"] = datetime.fromisoformat(fields["occurred_at"])
+    if fields["revenue"] is not None:
+        fields["revenue"] = Decimal(fields["revenue"])
+    if not isinstance(fields["props"], dict):
+        raise TypeError("props is not an object")
+    return Event(**{name: fields[name] for name in EVENTS.names})
+
+
+def rows_decoded(entries: list[tuple[str, dict]]) -> tuple[list[Visit], list[Event]]:
+    """Decode stream entries into visits and events; a malformed one is logged and dropped
+    rather than block the drain."""
+    visits, events = [], []
+    for entry_id, fields in entries:
+        try:
+            if "event" in fields:
+                events.append(event_from_json(fields["event"]))
+            else:
+                visits.append(visit_from_json(fields["visit"]))
+        except (KeyError, TypeError, ValueError, ArithmeticError):
+            logger.error("Dropping malformed buffered row %s: %r", entry_id, fields)
+    return visits, events
 
 
 def visits_decoded(entries: list[tuple[str, dict]]) -> list[Visit]:
@@ -435,8 +572,15 @@ class RedisSink(DeferredSink):
         "Redis visit buffer unreachable (%s); writing visits to the database directly (%d so far)."
     )
 
-    def __init__(self, *, url: str, stream: str, fallback: VisitSink) -> None:
-        super().__init__(fallback=fallback)
+    def __init__(
+        self,
+        *,
+        url: str,
+        stream: str,
+        fallback: VisitSink,
+        read_replies_after_seconds: float | None = None,
+    ) -> None:
+        super().__init__(fallback=fallback, read_replies_after_seconds=read_replies_after_seconds)
         pool = redis.ConnectionPool.from_url(url, **REDIS_TIMEOUTS)
         self.connection = pool.make_connection()
         self.connection.register_connect_callback(self._on_connect)
@@ -444,15 +588,25 @@ class RedisSink(DeferredSink):
         self.cork_bytes = 0  # how much the corked connection may hold; 0 when not corked
         self.held_bytes = 0
         self.stream = stream
-        # XADD <stream> * visit <json> in the Redis protocol, all but the visit packed once.
-        self.xadd_prefix = b"*5\r\n" + b"".join(
+        # XADD <stream> * visit <json> in the Redis protocol, all but the visit packed once;
+        # an event is ``event <json>`` in the same stream.
+        self.xadd_prefix = self._xadd_prefix(VISITS)
+        self.event_xadd_prefix = self._xadd_prefix(EVENTS)
+
+    def _xadd_prefix(self, table: RawTable) -> bytes:
+        return b"*5\r\n" + b"".join(
             b"$%d\r\n%s\r\n" % (len(part), part)
-            for part in (b"XADD", stream.encode(), b"*", b"visit")
+            for part in (b"XADD", self.stream.encode(), b"*", table.stream_field.encode())
         )
 
-    def _send(self, visit: dict) -> None:
-        encoded = visit_to_json(visit)
-        packed = b"%s$%d\r\n%s\r\n" % (self.xadd_prefix, len(encoded), encoded)
+    def _send(self, visit: dict, table: RawTable) -> None:
+        if table is VISITS:
+            encoded = visit_to_json(visit)
+            prefix = self.xadd_prefix
+        else:
+            encoded = event_to_json(visit)
+            prefix = self.event_xadd_prefix
+        packed = b"%s$%d\r\n%s\r\n" % (prefix, len(encoded), encoded)
         if self.cork_bytes and self.unconfirmed and self.held_bytes + len(packed) > self.cork_bytes:
             self._read_replies()
         if self.connection._sock is None:
@@ -591,7 +745,8 @@ def _stream_entries(response) -> list[tuple[str, dict]]:
 
 
 def drain_buffered_visits(*, max_batch: int = 5000, reclaim_idle_ms: int = RECLAIM_IDLE_MS) -> int:
-    """Move buffered visits from the Redis stream into the database; return how many.
+    """Move buffered visits and events from the Redis stream into the database; return how
+    many rows (visits and events together).
 
     At-least-once: entries are acknowledged and deleted only after their rows are inserted, and
     the insert ignores event ids already stored, so a crash, a retry or a second drainer never
@@ -621,12 +776,13 @@ def drain_buffered_visits(*, max_batch: int = 5000, reclaim_idle_ms: int = RECLA
             entries = list(entries) + _stream_entries(fresh)
         if not entries:
             break
-        visits = visits_decoded(entries)
+        visits, events = rows_decoded(entries)
         Visit.objects.bulk_create(visits, batch_size=1000, ignore_conflicts=True)
+        Event.objects.bulk_create(events, batch_size=1000, ignore_conflicts=True)
         entry_ids = [entry_id for entry_id, _fields in entries]
         client.xack(stream, DRAIN_GROUP, *entry_ids)
         client.xdel(stream, *entry_ids)
-        drained += len(visits)
+        drained += len(visits) + len(events)
         if len(entries) < max_batch:
             break
     return drained

@@ -49,6 +49,8 @@ class VisitTrackingMiddleware:
 
     def __call__(self, request: HttpRequest) -> HttpResponse:
         started = time.perf_counter()
+        # Lends the sink and the settings to the events the view records (tracker.events).
+        request.visit_tracker = self
         self.drop_unstorable_session_key(request)
         response = self.get_response(request)
         agent = classify_user_agent(request.META.get("HTTP_USER_AGENT", ""))

@@ -445,3 +445,131 @@ class CountryVisitorDaily(CountryVisitorCounts):
 
     def __str__(self) -> str:
         return f"{self.day:%Y-%m-%d} {self.country} after {self.previous_hour:%Y-%m-%d %H:00}"
+
+
+EVENT_NAME_MAX_LENGTH = 64
+
+
+class Event(models.Model):
+    """One raw event (a counter: "signed up", "clicked the outbound link"), appended by the
+    request path or the first-party script's endpoint and never updated.
+
+    Like ``Visit``: the auto-increment id is aggregation's watermark, ``event_id`` makes a
+    re-drain or a retried insert harmless. ``path`` is the page it happened on, so that goals
+    and funnels can place it among the visitor's page views; ``props`` are a few short strings
+    checked for personal data before they get here; ``revenue`` is in ``TRACKER_CURRENCY``.
+    """
+
+    id = models.BigAutoField(primary_key=True)
+    event_id = models.UUIDField(unique=True)
+    tracking_id = models.UUIDField()
+    occurred_at = models.DateTimeField()
+    name = models.CharField(max_length=EVENT_NAME_MAX_LENGTH)
+    path = models.CharField(max_length=PATH_MAX_LENGTH)
+    props = models.JSONField(default=dict, blank=True)
+    revenue = models.DecimalField(max_digits=16, decimal_places=4, null=True, blank=True)
+
+    class Meta:
+        # As few indexes as a raw visit has (each costs the append a B-tree insert); pruning
+        # walks the primary key, whose order is the arrival order.
+        indexes = [
+            # Aggregation's probe (had this visitor this event in that hour already?) and a
+            # visitor's timeline.
+            models.Index(fields=["tracking_id", "name", "occurred_at"], name="event_visitor_name"),
+            # The dashboard's props of one event in a range.
+            models.Index(fields=["name", "occurred_at"], name="event_name_time"),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.occurred_at:%Y-%m-%d %H:%M:%S} {self.name}"
+
+
+class EventCounts(models.Model):
+    """An event name's occurrences and distinct visitors in one hour (or day) of event time.
+
+    ``visitors`` counts each visitor once per hour; per day it is the sum of the day's hours,
+    like ``PageDaily.sessions``. ``EventVisitorHourly`` turns those sums into the exact distinct
+    visitors of any range.
+    """
+
+    name = models.CharField(max_length=EVENT_NAME_MAX_LENGTH)
+    occurrences = models.PositiveIntegerField()
+    visitors = models.PositiveIntegerField()
+
+    class Meta:
+        abstract = True
+
+
+class EventHourly(EventCounts):
+    hour = models.DateTimeField()
+
+    class Meta:
+        constraints = [
+            models.UniqueConstraint(fields=["hour", "name"], name="event_hourly_unique"),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.hour:%Y-%m-%d %H:00} {self.name}: {self.occurrences}"
+
+
+class EventDaily(EventCounts):
+    day = models.DateTimeField()  # the UTC midnight starting the day
+
+    class Meta:
+        constraints = [models.UniqueConstraint(fields=["day", "name"], name="event_daily_unique")]
+        # The events panel of a range reads this index alone.
+        indexes = [
+            models.Index(
+                fields=["day", "name", "occurrences", "visitors"], name="event_daily_totals"
+            )
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.day:%Y-%m-%d} {self.name}: {self.occurrences}"
+
+
+class EventVisitorCounts(models.Model):
+    """An event name's hourly visitors who had it in an earlier hour too, by that hour (the
+    latest such), as ``PageVisitorCounts`` for paths: the distinct visitors of the name over
+    [a, b) are the sum of its hourly visitors less these rows with previous_hour >= a.
+    """
+
+    name = models.CharField(max_length=EVENT_NAME_MAX_LENGTH)
+    previous_hour = models.DateTimeField()
+    visitors = models.PositiveIntegerField()
+
+    class Meta:
+        abstract = True
+
+
+class EventVisitorHourly(EventVisitorCounts):
+    hour = models.DateTimeField()
+
+    class Meta:
+        constraints = [
+            models.UniqueConstraint(
+                fields=["hour", "name", "previous_hour"], name="event_visitor_hourly_unique"
+            ),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.hour:%Y-%m-%d %H:00} {self.name} after {self.previous_hour:%Y-%m-%d %H:00}"
+
+
+class EventVisitorDaily(EventVisitorCounts):
+    day = models.DateTimeField()  # the UTC midnight starting the day
+
+    class Meta:
+        constraints = [
+            models.UniqueConstraint(
+                fields=["day", "name", "previous_hour"], name="event_visitor_daily_unique"
+            ),
+        ]
+        indexes = [
+            models.Index(
+                fields=["day", "previous_hour", "name", "visitors"], name="event_visitor_daily_day"
+            )
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.day:%Y-%m-%d} {self.name} after {self.previous_hour:%Y-%m-%d %H:00}"

@@ -14,7 +14,8 @@ from django.conf import settings
 from django.db.models import Subquery
 from django.utils import timezone
 
-from tracker.models import AggregationState, TrackedSession, Visit
+from tracker import event_rollups
+from tracker.models import AggregationState, Event, TrackedSession, Visit
 from tracker.rollups import STATE_NAME
 
 logger = logging.getLogger(__name__)
@@ -67,5 +68,24 @@ def raw_visits_prune(*, batch_size: int = DEFAULT_PRUNE_BATCH) -> int:
             break
     logger.info(
         "pruned %d raw visits before %s (aggregated up to id %d)", deleted_total, cutoff, watermark
+    )
+    return deleted_total
+
+
+def raw_events_prune(*, batch_size: int = DEFAULT_PRUNE_BATCH) -> int:
+    """Delete raw events past the raw retention that are already aggregated, as raw visits are;
+    their rollups are kept. Returns how many events were deleted."""
+    cutoff = timezone.now() - timedelta(days=settings.TRACKER_RAW_RETENTION_DAYS)
+    watermark = event_rollups.event_watermark()
+    prunable = Event.objects.filter(occurred_at__lt=cutoff, id__lte=watermark)
+    deleted_total = 0
+    while True:
+        batch = prunable.order_by("id").values("id")[:batch_size]
+        deleted, _ = Event.objects.filter(id__in=Subquery(batch)).delete()
+        deleted_total += deleted
+        if deleted < batch_size:
+            break
+    logger.info(
+        "pruned %d raw events before %s (aggregated up to id %d)", deleted_total, cutoff, watermark
     )
     return deleted_total

@@ -9,7 +9,7 @@ import redis
 from celery import shared_task
 from django.db import InterfaceError, OperationalError
 
-from tracker import retention, rollups
+from tracker import event_rollups, retention, rollups
 from tracker.buffer import drain_buffered_visits
 
 # Connection errors to the database or the broker: worth retrying later with backoff.
@@ -35,8 +35,11 @@ def drain_visit_buffer(max_batch: int = 5000) -> int:
     max_retries=5,
 )
 def aggregate_visits() -> int:
-    """Fold the visits that arrived since the last run into the rollups; return how many."""
-    return rollups.visits_aggregate()
+    """Fold the visits and events that arrived since the last run into the rollups; return
+    how many visits."""
+    visits = rollups.visits_aggregate()
+    event_rollups.events_aggregate()
+    return visits
 
 
 @shared_task(
@@ -59,5 +62,8 @@ def clear_expired_sessions() -> int:
     max_retries=5,
 )
 def prune_raw_visits() -> int:
-    """Delete raw visits past retention that are already aggregated; return how many."""
-    return retention.raw_visits_prune()
+    """Delete raw visits (and events) past retention that are already aggregated; return how
+    many visits."""
+    visits = retention.raw_visits_prune()
+    retention.raw_events_prune()
+    return visits

@@ -8,6 +8,7 @@ import logging
 import os
 import urllib.error
 import urllib.request
+import uuid
 
 import pytest
 from django.contrib.auth import get_user_model
@@ -17,9 +18,10 @@ from dashboard import sharing
 from dashboard.models import SharedLink
 from reliability.processes import BIN, free_port, http_ok, start, stop, wait_until
 from tests.conftest import DESKTOP_CHROME_UA
-from tests.dashboard.conftest import HTMX, RANGE_QUERY, S1, XSS_PATH, body
+from tests.dashboard.conftest import HTMX, RANGE_QUERY, S1, XSS_PATH, at, body
 from tests.tracker.test_tasks import worker_database_url
-from tracker.models import Visit
+from tracker.event_rollups import events_aggregate
+from tracker.models import Event, Visit
 
 pytestmark = pytest.mark.django_db
 
@@ -78,11 +80,21 @@ class SharedLinkAccessTests:
 
     def test_no_visitor_level_data(self, client, link_and_token):
         _, token = link_and_token
+        Event.objects.create(
+            event_id=uuid.uuid4(),
+            tracking_id=S1,
+            occurred_at=at(10, 10, 1),
+            name="signup",
+            path="/",
+        )
+        events_aggregate()
         page = body(client.get(f"/share/{token}/?{RANGE_QUERY}"))
         assert 'id="sessions"' not in page and "sessions-table" not in page
         assert "/dashboard/sessions/" not in page and "Busiest visits" not in page
         assert str(S1) not in page and str(S1)[:8] not in page
         assert "export/" not in page
+        # An event's props are not drilled into (the staff view reads them from raw events).
+        assert "signup" in page and "events/props/" not in page
         # An htmx request for the visitors table gets the aggregate panels instead.
         headers = {**HTMX, "HX-Target": "sessions"}
         panel = body(client.get(f"/share/{token}/?{RANGE_QUERY}", headers=headers))

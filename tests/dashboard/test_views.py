@@ -19,6 +19,7 @@ DASHBOARD_URLS = [
 ]
 PARTIAL_TARGETS = [
     "panels", "cards", "live", "visits", "over-time", "pages", "sources", "tech", "countries",
+    "events",
 ]  # fmt: skip
 
 
@@ -324,14 +325,15 @@ class QueryCountTests:
     """Panels read rollups with a fixed number of queries, whatever the data (no N+1).
 
     Two of them are the login's session and user; one reads the aggregation stamp; one ranks
-    the visit dimensions of every panel that shows some.
+    the visit dimensions of every panel that shows some; the events panel reads one (a second
+    for its visitors when there are events).
     """
 
     @pytest.mark.parametrize(
         ("target", "cold", "warm"),
         [
-            (None, 18, 6),
-            ("panels", 18, 6),
+            (None, 19, 6),
+            ("panels", 19, 6),
             ("cards", 7, 4),
             ("live", 3, 3),
             ("visits", 6, 3),
@@ -341,6 +343,7 @@ class QueryCountTests:
             ("tech", 4, 3),
             ("countries", 5, 3),
             ("sessions", 4, 4),
+            ("events", 4, 3),
         ],
     )
     def test_query_counts(
@@ -357,11 +360,12 @@ class QueryCountTests:
         self, staff_client, known_data, django_assert_num_queries
     ):
         for url, queries in [
-            (f"/dashboard/api/stats.json?{RANGE_QUERY}", 15),
+            (f"/dashboard/api/stats.json?{RANGE_QUERY}", 16),
             (f"/dashboard/api/stats.json?{RANGE_QUERY}", 4),  # cached figures, fresh "live"
             (f"/dashboard/export/pages.csv?{RANGE_QUERY}", 4),
             (f"/dashboard/export/sessions.csv?{RANGE_QUERY}", 3),
-            (f"/dashboard/sessions/{S1}/", 6),
+            (f"/dashboard/export/events.csv?{RANGE_QUERY}", 3),
+            (f"/dashboard/sessions/{S1}/", 7),
         ]:
             with django_assert_num_queries(queries):
                 body(staff_client.get(url))

@@ -52,6 +52,10 @@ class LoadScenarioTests:
         assert figures["transport_errors"] == 0
         assert figures["raw_visits"] == figures["page_views"] == 600
         assert figures["mismatched_sessions"] == 0
+        # The about page's cookie_tested events: each recorded once, in the rollups too.
+        assert figures["mismatched_event_sessions"] == 0
+        assert figures["events_recorded"] >= figures["events_served"] > 0
+        assert figures["dashboard_events"] == figures["events_recorded"]
         assert figures["tracked_sessions"] == 40
         assert figures["dashboard_pageviews"] == 600
         assert figures["dashboard_sessions"] == 40
@@ -86,6 +90,10 @@ class LoadScenarioTests:
         assert figures["recorded_served"] == figures["served"] >= 600 - figures["failed"]
         assert figures["served"] <= figures["raw_visits"] <= figures["page_views"] == 600
         assert figures["mismatched_sessions"] == 0
+        # The about page's cookie_tested events: each recorded once, in the rollups too.
+        assert figures["mismatched_event_sessions"] == 0
+        assert figures["events_recorded"] >= figures["events_served"] > 0
+        assert figures["dashboard_events"] == figures["events_recorded"]
         assert figures["dashboard_pageviews"] == figures["raw_visits"]
         assert figures["dashboard_sessions"] == 40
         assert figures["leaks"] == []
@@ -112,6 +120,10 @@ class LoadScenarioTests:
         # Every visit is stored by the time the workers have stopped, and only once.
         assert figures["raw_visits"] == figures["page_views"] == 300
         assert figures["mismatched_sessions"] == 0
+        # The about page's cookie_tested events: each recorded once, in the rollups too.
+        assert figures["mismatched_event_sessions"] == 0
+        assert figures["events_recorded"] >= figures["events_served"] > 0
+        assert figures["dashboard_events"] == figures["events_recorded"]
         assert figures["dashboard_pageviews"] == 300
         assert figures["dashboard_sessions"] == 30
         assert figures["leaks"] == []

@@ -19,6 +19,8 @@ ADMIN_MODELS = [
     "visitdaily",
     "visitsummary",
     "aggregationstate",
+    "event",
+    "eventdaily",
 ]
 
 

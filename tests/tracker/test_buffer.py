@@ -11,6 +11,7 @@ import time
 import urllib.request
 import uuid
 from datetime import UTC, datetime
+from decimal import Decimal
 
 import psycopg
 import pytest
@@ -21,15 +22,17 @@ from reliability.processes import wait_until
 from tests.tracker.user_agents import BROWSER_UA
 from tracker.buffer import (
     DRAIN_GROUP,
+    EVENTS,
     DirectSink,
     PostgresPipelineSink,
     RedisSink,
     drain_buffered_visits,
+    event_to_json,
     flush_open_sinks,
     redis_client,
     visit_to_json,
 )
-from tracker.models import Visit
+from tracker.models import Event, Visit
 from tracker.tasks import drain_visit_buffer
 
 
@@ -53,6 +56,34 @@ def a_visit(**overrides) -> dict:
     }
 
 
+def an_event(**overrides) -> dict:
+    return {
+        "event_id": uuid.uuid4(),
+        "tracking_id": uuid.uuid4(),
+        "occurred_at": datetime.now(UTC),
+        "name": "signup",
+        "path": "/",
+        "props": {},
+        "revenue": None,
+        **overrides,
+    }
+
+
+def an_event_with_every_field() -> dict:
+    """An event whose every field differs from the defaults: props, revenue, emoji, micros."""
+    return an_event(
+        name="checkout: paid/ok",
+        path="/caf\u00e9/\U0001f600",
+        props={"plan": "pro \u00e9t\u00e9", "seats": "12", "quote": 'say "hi"'},
+        revenue=Decimal("1234.5678"),
+        occurred_at=datetime(2026, 3, 29, 1, 30, 0, 123456, tzinfo=UTC),
+    )
+
+
+def stored_events() -> dict:
+    return {row["event_id"]: row for row in Event.objects.values(*an_event())}
+
+
 def a_visit_with_every_field() -> dict:
     """A visit whose every field differs from the defaults, microseconds and emoji included."""
     return a_visit(
@@ -67,6 +98,11 @@ def a_visit_with_every_field() -> dict:
         response_ms=70_000,
         visited_at=datetime(2026, 3, 29, 1, 30, 0, 123456, tzinfo=UTC),
     )
+
+
+# For the tests that count how many writes are still unconfirmed: only the count of writes
+# (REPLIES_PER_READ) releases them then, however slowly a loaded machine runs the test.
+NO_TIMER = 3600.0
 
 
 def closed_port_url() -> str:
@@ -215,10 +251,9 @@ class PostgresPipelineSinkTests:
         pipeline_sink.flush()
         assert Visit.objects.count() == 0
 
-    def test_unanswered_inserts_that_landed_are_stored_once(
-        self, pipeline_sink, monkeypatch, caplog
-    ):
+    def test_unanswered_inserts_that_landed_are_stored_once(self, monkeypatch, caplog):
         """The connection breaks after the inserts committed, before their results arrive."""
+        pipeline_sink = PostgresPipelineSink(read_replies_after_seconds=NO_TIMER)
         visits = [a_visit() for _ in range(5)]
         for visit in visits:
             pipeline_sink.write(visit)
@@ -236,6 +271,7 @@ class PostgresPipelineSinkTests:
         assert sorted(Visit.objects.values_list("event_id", flat=True)) == sorted(
             visit["event_id"] for visit in visits
         )
+        pipeline_sink.close()
 
     def test_terminated_backend_loses_no_visit_and_reconnects(self, pipeline_sink, monkeypatch):
         visits = [a_visit() for _ in range(5)]
@@ -353,7 +389,12 @@ class RedisSinkPipelineTests:
     def test_unanswered_xadds_of_a_dropped_connection_go_to_database(self, redis_stream, redis_url):
         """Redis drops the connection before running the XADDs it was sent: they are stored
         directly, and the stream holds only what Redis confirmed."""
-        sink = RedisSink(url=redis_url, stream=redis_stream, fallback=DirectSink())
+        sink = RedisSink(
+            url=redis_url,
+            stream=redis_stream,
+            fallback=DirectSink(),
+            read_replies_after_seconds=NO_TIMER,
+        )
         sink.write(a_visit())
         sink.flush()
         admin = redis_client(redis_url)
@@ -396,7 +437,12 @@ class RedisSinkPipelineTests:
 
     def test_corked_xadds_reach_stream_without_a_flush(self, redis_stream, redis_url):
         """Fewer visits than a read of replies: the kernel sends them on its own, in 200 ms."""
-        sink = RedisSink(url=redis_url, stream=redis_stream, fallback=DirectSink())
+        sink = RedisSink(
+            url=redis_url,
+            stream=redis_stream,
+            fallback=DirectSink(),
+            read_replies_after_seconds=NO_TIMER,
+        )
         for _ in range(3):
             sink.write(a_visit())
         assert len(sink.unconfirmed) == 3
@@ -405,14 +451,20 @@ class RedisSinkPipelineTests:
     def test_a_full_batch_is_sent_at_once_and_confirmed_by_the_next_write(
         self, redis_stream, redis_url
     ):
-        sink = RedisSink(url=redis_url, stream=redis_stream, fallback=DirectSink())
+        sink = RedisSink(
+            url=redis_url,
+            stream=redis_stream,
+            fallback=DirectSink(),
+            read_replies_after_seconds=NO_TIMER,
+        )
         batch = RedisSink.REPLIES_PER_READ
         for _ in range(batch):
             sink.write(a_visit())
         assert len(sink.unconfirmed) == batch  # sent, replies not read yet
-        admin = redis_client(redis_url)
-        # Well before the kernel's 200 ms: the batch was released, not left to the timer.
-        assert admin.xlen(redis_stream) == batch
+        # Released by the count, not left to the kernel's 200 ms: nothing is held corked.
+        assert sink._released
+        assert sink.held_bytes == 0
+        assert wait_for_stream_length(redis_url, redis_stream, batch) == batch
         sink.write(a_visit())
         assert len(sink.unconfirmed) == 1
         assert sink.fallback_count == 0
@@ -486,10 +538,14 @@ class RedisDrainTests:
         assert Visit.objects.count() == 0
         flush_open_sinks()
         assert redis_client(redis_url).xlen(redis_stream) == 3
+        # The about page's cookie_tested event, recorded inside the test's transaction, went
+        # into it (the database) rather than the stream.
+        assert list(Event.objects.values_list("name", "path")) == [("cookie_tested", "/about/")]
         assert drain_buffered_visits() == 3
         assert Visit.objects.count() == 3
         assert drain_buffered_visits() == 0
         assert Visit.objects.count() == 3
+        assert Event.objects.count() == 1
         assert redis_client(redis_url).xlen(redis_stream) == 0
 
     def test_drain_stores_every_field(self, redis_stream, redis_url):
@@ -626,3 +682,178 @@ class ConcurrencyTests:
         assert Visit.objects.values("tracking_id").distinct().count() == own_jar_threads + 1
         if settings.TRACKER_SINK == "redis":
             redis_client(settings.REDIS_URL).delete(settings.TRACKER_REDIS_STREAM)
+
+
+@pytest.mark.django_db
+class EventDirectSinkTests:
+    def test_direct_sink_stores_events_with_every_field(self):
+        events = [an_event(), an_event_with_every_field(), an_event(revenue=Decimal("-5"))]
+        for event in events:
+            DirectSink().write(event, EVENTS)
+        assert stored_events() == {event["event_id"]: event for event in events}
+        assert Visit.objects.count() == 0
+
+    def test_direct_sink_inside_transaction_rolls_back_events(self):
+        with pytest.raises(RuntimeError), transaction.atomic():
+            DirectSink().write(an_event(), EVENTS)
+            raise RuntimeError("roll back")
+        assert Event.objects.count() == 0
+
+
+@pytest.mark.django_db(transaction=True)
+class EventDirectSinkAutocommitTests:
+    def test_direct_sink_autocommit_stores_events_with_every_field(self):
+        events = [an_event(), an_event_with_every_field()]
+        for event in events:
+            DirectSink().write(event, EVENTS)
+        assert stored_events() == {event["event_id"]: event for event in events}
+
+    def test_direct_sink_autocommit_duplicate_event_id_is_refused(self):
+        event = an_event()
+        DirectSink().write(event, EVENTS)
+        with pytest.raises(IntegrityError):
+            DirectSink().write(event, EVENTS)
+        DirectSink(ignore_known_events=True).write(event, EVENTS)
+        assert Event.objects.count() == 1
+
+
+@pytest.mark.django_db(transaction=True)
+class EventPipelineSinkTests:
+    """Events share the page views' pipelined connection on PostgreSQL."""
+
+    def test_events_and_visits_interleaved_all_land(self, pipeline_sink):
+        events = [an_event(props={"n": str(number)}) for number in range(40)]
+        events.append(an_event_with_every_field())
+        visits = [a_visit() for _ in range(41)]
+        for event, visit in zip(events, visits, strict=True):
+            pipeline_sink.write(visit)
+            pipeline_sink.write(event, EVENTS)
+        pipeline_sink.flush()
+        assert pipeline_sink.fallback_count == 0
+        assert stored_events() == {event["event_id"]: event for event in events}
+        assert Visit.objects.count() == 41
+
+    def test_inside_a_transaction_the_event_rolls_back_with_it(self, pipeline_sink):
+        with pytest.raises(RuntimeError), transaction.atomic():
+            pipeline_sink.write(an_event(), EVENTS)
+            assert Event.objects.count() == 1
+            raise RuntimeError("roll back")
+        pipeline_sink.flush()
+        assert Event.objects.count() == 0
+
+    def test_terminated_backend_loses_no_event(self, pipeline_sink):
+        events = [an_event() for _ in range(5)]
+        for event in events:
+            pipeline_sink.write(event, EVENTS)
+        pipeline_sink.flush()
+        with connection.cursor() as cursor:
+            backend = sink_backend_pid(pipeline_sink)
+            cursor.execute("SELECT pg_terminate_backend(%s, 5000)", [backend])
+        events += [an_event() for _ in range(3)]
+        for event in events[5:]:
+            pipeline_sink.write(event, EVENTS)
+        pipeline_sink.flush()
+        assert sorted(Event.objects.values_list("event_id", flat=True)) == sorted(
+            event["event_id"] for event in events
+        )
+
+    def test_unanswered_event_inserts_that_landed_are_stored_once(self, monkeypatch):
+        sink = PostgresPipelineSink(read_replies_after_seconds=NO_TIMER)
+        events = [an_event() for _ in range(5)]
+        for event in events:
+            sink.write(event, EVENTS)
+        deadline = time.monotonic() + 10
+        while Event.objects.count() < 5:
+            assert time.monotonic() < deadline
+            time.sleep(0.01)
+
+        def replies_lost():
+            raise psycopg.OperationalError("server closed the connection unexpectedly")
+
+        monkeypatch.setattr(sink, "_read_replies", replies_lost)
+        sink.flush()
+        assert sink.fallback_count == 5
+        assert Event.objects.count() == 5
+        sink.close()
+
+
+@pytest.mark.django_db
+class EventRedisSinkTests:
+    def test_events_through_the_stream_drain_with_every_field(self, redis_stream, redis_url):
+        sink = RedisSink(url=redis_url, stream=redis_stream, fallback=DirectSink())
+        events = [an_event(), an_event_with_every_field()]
+        for event in events:
+            sink.write(event, EVENTS)
+            sink.write(a_visit())
+        assert Event.objects.count() == 0
+        assert drain_buffered_visits() == 4
+        assert stored_events() == {event["event_id"]: event for event in events}
+        assert Visit.objects.count() == 2
+
+    def test_unreachable_redis_sends_events_to_the_database(self):
+        sink = RedisSink(url=closed_port_url(), stream="unused", fallback=DirectSink())
+        events = [an_event() for _ in range(3)]
+        for event in events:
+            sink.write(event, EVENTS)
+        assert sink.fallback_count == 3
+        assert stored_events().keys() == {event["event_id"] for event in events}
+
+    def test_unanswered_event_xadds_of_a_dropped_connection_go_to_database(
+        self, redis_stream, redis_url
+    ):
+        sink = RedisSink(
+            url=redis_url,
+            stream=redis_stream,
+            fallback=DirectSink(),
+            read_replies_after_seconds=NO_TIMER,
+        )
+        sink.write(an_event(), EVENTS)
+        sink.flush()
+        admin = redis_client(redis_url)
+        sink_address = "{}:{}".format(*sink.connection._sock.getsockname())
+        held = [an_event() for _ in range(3)]
+        admin.client_pause(5000, all=False)
+        try:
+            for event in held:
+                sink.write(event, EVENTS)
+            admin.client_kill(sink_address)
+        finally:
+            admin.client_unpause()
+        sink.flush()
+        assert admin.xlen(redis_stream) == 1
+        assert stored_events().keys() == {event["event_id"] for event in held}
+        assert drain_buffered_visits() == 1
+        assert Event.objects.count() == 4
+
+    def test_worker_killed_with_corked_event_xadds_loses_none(self, redis_stream, redis_url):
+        sink = RedisSink(url=redis_url, stream=redis_stream, fallback=DirectSink())
+        pid = os.fork()
+        if pid == 0:
+            try:
+                for number in range(5):
+                    sink.write(an_event(path=f"/killed/{number}/"), EVENTS)
+            finally:
+                os.kill(os.getpid(), signal.SIGKILL)
+        os.waitpid(pid, 0)
+        assert wait_for_stream_length(redis_url, redis_stream, 5) == 5
+        assert drain_buffered_visits() == 5
+        assert Event.objects.filter(path__startswith="/killed/").count() == 5
+
+    def test_drain_duplicate_event_stored_once(self, redis_stream, redis_url):
+        event = an_event()
+        sink = RedisSink(url=redis_url, stream=redis_stream, fallback=DirectSink())
+        sink.write(event, EVENTS)
+        sink.write(event, EVENTS)
+        DirectSink().write(event, EVENTS)  # and once through the fallback
+        assert drain_buffered_visits() == 2
+        assert drain_buffered_visits() == 0
+        assert Event.objects.count() == 1
+
+    def test_drain_malformed_event_entry_dropped(self, redis_stream, redis_url):
+        client = redis_client(redis_url)
+        client.xadd(redis_stream, {"event": "{not json"})
+        client.xadd(redis_stream, {"event": event_to_json(an_event(props=[1]))})
+        client.xadd(redis_stream, {"event": event_to_json(an_event())})
+        assert drain_buffered_visits() == 1
+        assert client.xlen(redis_stream) == 0
+        assert Event.objects.count() == 1

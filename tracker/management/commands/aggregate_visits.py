@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from django.core.management.base import BaseCommand
 
-from tracker import rollups
+from tracker import event_rollups, rollups
 
 
 class Command(BaseCommand):
@@ -21,7 +21,11 @@ class Command(BaseCommand):
     def handle(self, *args, rebuild: bool, batch_size: int, **options):
         if rebuild:
             count = rollups.rollups_rebuild(batch_size=batch_size)
+            events = event_rollups.event_rollups_rebuild()
             self.stdout.write(f"Rebuilt the rollups from {count} raw visits.")
+            self.stdout.write(f"Rebuilt the event rollups from {events} raw events.")
         else:
             count = rollups.visits_aggregate(batch_size=batch_size)
+            events = event_rollups.events_aggregate()
             self.stdout.write(f"Aggregated {count} new visits.")
+            self.stdout.write(f"Aggregated {events} new events.")

@@ -15,4 +15,6 @@ class Command(BaseCommand):
 
     def handle(self, *args, batch_size: int, **options):
         count = retention.raw_visits_prune(batch_size=batch_size)
+        events = retention.raw_events_prune(batch_size=batch_size)
         self.stdout.write(f"Pruned {count} raw visits.")
+        self.stdout.write(f"Pruned {events} raw events.")

@@ -1,0 +1,281 @@
+# ruff: noqa: S608 - the SQL is assembled from table names and constants; values are parameters.
+"""Set-based aggregation of raw events into their rollups, incremental and exact.
+
+Like the visits' (``tracker.rollups``), a run takes the events above a watermark (the
+``AggregationState`` row named "events"; its ``last_visit_id`` holds the last event id) in
+batches of consecutive ids, each batch one transaction. Per batch:
+
+1. ``EV_BATCH`` gets each (name, visitor, hour) of the batch with its count, and whether it is
+   fresh: no event of that name, visitor and hour was aggregated before (probed in the raw rows
+   through the (name, tracking_id, occurred_at) index).
+2. ``EventHourly`` and ``EventDaily`` add the counts, and the fresh triples to ``visitors``: a
+   visitor counts once per hour, and a day's visitors are the sum of its hours.
+3. ``EventVisitorHourly`` (and per day ``EventVisitorDaily``) gets the change to each (name,
+   visitor)'s chain of hours from its earliest fresh hour on: the rows before the batch are
+   subtracted and those after added, so a late event that falls between two hours re-links
+   them. The distinct visitors of a name over any range are then exact (see
+   ``EventVisitorCounts``).
+
+A late event whose hour lies beyond the raw retention finds no earlier hour of its visitor and
+counts as a first one: the same caveat as the pages' visitors.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+
+from django.db import connection, transaction
+
+from tracker.models import (
+    AggregationState,
+    Event,
+    EventDaily,
+    EventHourly,
+    EventVisitorDaily,
+    EventVisitorHourly,
+)
+from tracker.rollups import WRITER_WAIT_SECONDS, _apply_delta_sql, _Dialect, _execute
+
+logger = logging.getLogger(__name__)
+
+STATE_NAME = "events"
+DEFAULT_BATCH_SIZE = 200_000
+
+EVENT = Event._meta.db_table
+EVENT_HOURLY = EventHourly._meta.db_table
+EVENT_DAILY = EventDaily._meta.db_table
+EVENT_VISITOR_HOURLY = EventVisitorHourly._meta.db_table
+EVENT_VISITOR_DAILY = EventVisitorDaily._meta.db_table
+# Per-connection temporary tables, emptied at the start of each batch.
+EV_BATCH = "tracker_event_rollup_batch"  # (name, visitor, hour): count, fresh
+EV_DELTA = "tracker_event_rollup_delta"  # the change to EventHourly
+EV_DAY_DELTA = "tracker_event_rollup_day_delta"  # the same per day: EventDaily's
+EV_PAIRS = "tracker_event_rollup_pairs"  # (name, visitor) with a fresh hour, from the earliest
+EV_LAG_CHANGES = "tracker_event_rollup_lag_changes"  # EventVisitorHourly's rows, old negated
+EV_LAG_DELTA = "tracker_event_rollup_lag_delta"  # the change to EventVisitorHourly
+EV_LAG_DAY_DELTA = "tracker_event_rollup_lag_day_delta"  # the same per day
+TEMPORARY = (EV_BATCH, EV_DELTA, EV_DAY_DELTA, EV_PAIRS, EV_LAG_CHANGES, EV_LAG_DELTA,
+             EV_LAG_DAY_DELTA)  # fmt: skip
+DERIVED = (EventHourly, EventDaily, EventVisitorHourly, EventVisitorDaily)
+
+
+def _temporary_tables(d: _Dialect) -> list[str]:
+    uuid, moment, text, number = (
+        ("uuid", "timestamp with time zone", "varchar(64)", "bigint")
+        if d.postgres
+        else ("", "", "", "")
+    )
+    return [
+        f"""CREATE TEMPORARY TABLE IF NOT EXISTS {EV_BATCH} (name {text}, tracking_id {uuid},
+            hour {moment}, occurrences {number}, fresh {number})""",
+        *(
+            f"""CREATE TEMPORARY TABLE IF NOT EXISTS {table} ({when} {moment}, name {text},
+                occurrences {number}, visitors {number})"""
+            for table, when in ((EV_DELTA, "hour"), (EV_DAY_DELTA, "day"))
+        ),
+        f"""CREATE TEMPORARY TABLE IF NOT EXISTS {EV_PAIRS} (name {text}, tracking_id {uuid},
+            since {moment})""",
+        *(
+            f"""CREATE TEMPORARY TABLE IF NOT EXISTS {table} ({when} {moment}, name {text},
+                previous_hour {moment}, visitors {number})"""
+            for table, when in (
+                (EV_LAG_CHANGES, "hour"),
+                (EV_LAG_DELTA, "hour"),
+                (EV_LAG_DAY_DELTA, "day"),
+            )
+        ),
+    ]
+
+
+def _batch_sql(d: _Dialect) -> str:
+    """Each (name, visitor, hour) of the batch, its count, and 1 if no aggregated event of that
+    name and visitor lies in that hour. Params: lo, lo, hi."""
+    return f"""
+        INSERT INTO {EV_BATCH} (name, tracking_id, hour, occurrences, fresh)
+        SELECT b.name, b.tracking_id, b.hour, b.occurrences,
+            CASE WHEN EXISTS (
+                SELECT 1 FROM {EVENT} o
+                WHERE o.name = b.name AND o.tracking_id = b.tracking_id
+                    AND o.occurred_at >= b.hour AND o.occurred_at < {d.next_hour("b.hour")}
+                    AND o.id <= %s
+            ) THEN 0 ELSE 1 END
+        FROM (
+            SELECT name, tracking_id, {d.hour("occurred_at")} AS hour, count(*) AS occurrences
+            FROM {EVENT} WHERE id > %s AND id <= %s
+            GROUP BY 1, 2, 3
+        ) b
+    """
+
+
+def _counts_delta_sql(d: _Dialect) -> list[str]:
+    return [
+        f"""INSERT INTO {EV_DELTA} (hour, name, occurrences, visitors)
+            SELECT hour, name, sum(occurrences), sum(fresh) FROM {EV_BATCH} GROUP BY 1, 2""",
+        f"""INSERT INTO {EV_DAY_DELTA} (day, name, occurrences, visitors)
+            SELECT {d.day("hour")}, name, sum(occurrences), sum(visitors) FROM {EV_DELTA}
+            GROUP BY 1, 2""",
+    ]
+
+
+def _pairs_sql() -> str:
+    return f"""
+        INSERT INTO {EV_PAIRS} (name, tracking_id, since)
+        SELECT name, tracking_id, min(hour) FROM {EV_BATCH} WHERE fresh = 1 GROUP BY 1, 2
+    """
+
+
+def _lag_changes_sql(d: _Dialect, *, sign: int) -> str:
+    """EventVisitorHourly's rows of the pairs' hours from their earliest fresh one, as the raw
+    events up to the id given (the watermark: before the batch; its end: after) make them,
+    counted ``sign`` times."""
+    return f"""
+        INSERT INTO {EV_LAG_CHANGES} (hour, name, previous_hour, visitors)
+        SELECT c.hour, c.name, c.previous_hour, {sign} * count(*) FROM (
+            SELECT h.name, h.hour, h.since,
+                lag(h.hour) OVER (PARTITION BY h.name, h.tracking_id ORDER BY h.hour)
+                    AS previous_hour
+            FROM (
+                SELECT DISTINCT p.name, p.tracking_id, p.since, {d.hour("e.occurred_at")} AS hour
+                FROM {EV_PAIRS} p
+                JOIN {EVENT} e ON e.name = p.name AND e.tracking_id = p.tracking_id
+                WHERE e.id <= %s
+            ) h
+        ) c
+        WHERE c.hour >= c.since AND c.previous_hour IS NOT NULL
+        GROUP BY 1, 2, 3
+    """
+
+
+def _lag_delta_sql(d: _Dialect) -> list[str]:
+    return [
+        f"""INSERT INTO {EV_LAG_DELTA} (hour, name, previous_hour, visitors)
+            SELECT hour, name, previous_hour, sum(visitors) FROM {EV_LAG_CHANGES}
+            GROUP BY 1, 2, 3 HAVING sum(visitors) <> 0""",
+        f"""INSERT INTO {EV_LAG_DAY_DELTA} (day, name, previous_hour, visitors)
+            SELECT {d.day("hour")}, name, previous_hour, sum(visitors) FROM {EV_LAG_DELTA}
+            GROUP BY 1, 2, 3 HAVING sum(visitors) <> 0""",
+    ]
+
+
+def _aggregate_range(cursor, d: _Dialect, *, lo: int, hi: int) -> int:
+    """Add the events with ids in (lo, hi] to every event rollup; return their count."""
+    if d.postgres:
+        _execute(cursor, "SET LOCAL TimeZone = 'UTC'")  # date_trunc in UTC, as the visits'
+        _execute(cursor, "SET LOCAL jit = off")
+    for statement in _temporary_tables(d):
+        _execute(cursor, statement)
+    for table in TEMPORARY:
+        _execute(cursor, d.empty(table))
+    _execute(cursor, _batch_sql(d), [lo, lo, hi])
+    for statement in _counts_delta_sql(d):
+        _execute(cursor, statement)
+    _execute(cursor, _pairs_sql())
+    _execute(cursor, _lag_changes_sql(d, sign=-1), [lo])
+    _execute(cursor, _lag_changes_sql(d, sign=1), [hi])
+    for statement in _lag_delta_sql(d):
+        _execute(cursor, statement)
+    counted = ["occurrences", "visitors"]
+    changes = [
+        (EVENT_HOURLY, EV_DELTA, ["hour", "name"], counted, "occurrences"),
+        (EVENT_DAILY, EV_DAY_DELTA, ["day", "name"], counted, "occurrences"),
+        (EVENT_VISITOR_HOURLY, EV_LAG_DELTA, ["hour", "name", "previous_hour"], ["visitors"],
+         "visitors"),
+        (EVENT_VISITOR_DAILY, EV_LAG_DAY_DELTA, ["day", "name", "previous_hour"], ["visitors"],
+         "visitors"),
+    ]  # fmt: skip
+    for table, delta, keys, measures, count in changes:
+        for statement in _apply_delta_sql(
+            table=table, delta=delta, keys=keys, measures=measures, count=count
+        ):
+            _execute(cursor, statement)
+    _execute(cursor, f"SELECT coalesce(sum(occurrences), 0) FROM {EV_BATCH}")
+    return int(cursor.fetchone()[0])
+
+
+def _lock_state() -> AggregationState:
+    AggregationState.objects.bulk_create([AggregationState(name=STATE_NAME)], ignore_conflicts=True)
+    return AggregationState.objects.select_for_update().get(name=STATE_NAME)
+
+
+def _safe_upper_bound(d: _Dialect) -> int | None:
+    """Return an id up to which every event is committed, or None if a writer will not finish
+    (see ``tracker.rollups._safe_upper_bound``: a sequence's ids can commit out of order)."""
+    with connection.cursor() as cursor:
+        _execute(cursor, f"SELECT coalesce(max(id), 0) FROM {EVENT}")
+        bound = cursor.fetchone()[0]
+        if not d.postgres:
+            return bound
+        writers = f"""SELECT coalesce(array_agg(virtualtransaction), '{{}}') FROM pg_locks
+            WHERE locktype = 'relation' AND relation = '{EVENT}'::regclass
+            AND mode = 'RowExclusiveLock' AND pid <> pg_backend_pid()"""
+        _execute(cursor, writers)
+        waiting = cursor.fetchone()[0]
+        deadline = time.monotonic() + WRITER_WAIT_SECONDS
+        while waiting:
+            if time.monotonic() > deadline:
+                logger.warning("writers %s still open on %s: not aggregating now", waiting, EVENT)
+                return None
+            time.sleep(0.02)
+            _execute(cursor, f"{writers} AND virtualtransaction = ANY(%s)", [waiting])
+            waiting = cursor.fetchone()[0]
+    return bound
+
+
+def _batch_end(cursor, *, lo: int, bound: int, batch_size: int) -> int | None:
+    _execute(cursor, f"SELECT min(id) FROM {EVENT} WHERE id > %s AND id <= %s", [lo, bound])
+    first = cursor.fetchone()[0]
+    return None if first is None else min(bound, first + batch_size - 1)
+
+
+def events_aggregate(*, batch_size: int = DEFAULT_BATCH_SIZE) -> int:
+    """Aggregate every event above the watermark, one transaction per batch; return the count."""
+    d = _Dialect(connection.vendor)
+    bound = _safe_upper_bound(d)
+    if bound is None:
+        return 0
+    total = 0
+    while True:
+        with transaction.atomic(), connection.cursor() as cursor:
+            state = _lock_state()
+            lo = state.last_visit_id
+            hi = _batch_end(cursor, lo=lo, bound=bound, batch_size=batch_size)
+            if hi is None:
+                break
+            count = _aggregate_range(cursor, d, lo=lo, hi=hi)
+            state.last_visit_id = hi
+            state.save(update_fields=["last_visit_id", "updated_at"])
+        total += count
+        logger.info("aggregated %d events (ids %d..%d)", count, lo + 1, hi)
+    return total
+
+
+def event_rollups_rebuild(*, batch_size: int = DEFAULT_BATCH_SIZE) -> int:
+    """Recompute the event rollups from the raw events that remain, in one transaction."""
+    d = _Dialect(connection.vendor)
+    bound = _safe_upper_bound(d)
+    if bound is None:
+        raise RuntimeError(f"inserts into {EVENT} did not finish: try the rebuild again")
+    with transaction.atomic(), connection.cursor() as cursor:
+        state = _lock_state()
+        for model in DERIVED:
+            model.objects.all().delete()
+        total = 0
+        lo = 0
+        while (hi := _batch_end(cursor, lo=lo, bound=bound, batch_size=batch_size)) is not None:
+            total += _aggregate_range(cursor, d, lo=lo, hi=hi)
+            lo = hi
+        state.last_visit_id = lo
+        state.save(update_fields=["last_visit_id", "updated_at"])
+    logger.info("rebuilt the event rollups from %d events", total)
+    return total
+
+
+def event_watermark() -> int:
+    """The highest event id already in the rollups (0 before the first run)."""
+    return (
+        AggregationState.objects.filter(name=STATE_NAME)
+        .values_list("last_visit_id", flat=True)
+        .first()
+        or 0
+    )

@@ -39,7 +39,7 @@ class VisitorResult:
     served: int = 0
     # About pages that said the test cookie worked: each recorded one cookie_tested event...
     events_served: int = 0
-    # ...and about pages that failed with a server error may have recorded one.
+    # ...and about pages that failed (a 5xx, or a 400 saving the session) may have recorded one.
     events_maybe: int = 0
 
 
@@ -88,7 +88,9 @@ async def _visitor(
             if response.url.path == "/about/":
                 if response.status_code == 200 and COOKIE_TESTED in response.content:
                     visitor.events_served += 1
-                elif response.status_code >= 500:
+                elif response.status_code >= 400:
+                    # The view may have recorded it before the response failed: a 500, or the
+                    # 400 of a session that could not be saved while PostgreSQL restarted.
                     visitor.events_maybe += 1
             progress[0] += 1
         visitor.session_key = client.cookies.get("sessionid", "")

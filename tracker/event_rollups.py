@@ -23,9 +23,6 @@ counts as a first one: the same caveat as the pages' visitors.
 from __future__ import annotations
 
 import logging
-import time
-
-from django.db import connection, transaction
 
 from tracker.models import (
     AggregationState,
@@ -35,7 +32,14 @@ from tracker.models import (
     EventVisitorDaily,
     EventVisitorHourly,
 )
-from tracker.rollups import WRITER_WAIT_SECONDS, _apply_delta_sql, _Dialect, _execute
+from tracker.rollups import (
+    RawSource,
+    _apply_delta_sql,
+    _Dialect,
+    _execute,
+    raw_aggregate,
+    raw_rebuild,
+)
 
 logger = logging.getLogger(__name__)
 
@@ -193,82 +197,23 @@ def _aggregate_range(cursor, d: _Dialect, *, lo: int, hi: int) -> int:
     return int(cursor.fetchone()[0])
 
 
-def _lock_state() -> AggregationState:
-    AggregationState.objects.bulk_create([AggregationState(name=STATE_NAME)], ignore_conflicts=True)
-    return AggregationState.objects.select_for_update().get(name=STATE_NAME)
-
-
-def _safe_upper_bound(d: _Dialect) -> int | None:
-    """Return an id up to which every event is committed, or None if a writer will not finish
-    (see ``tracker.rollups._safe_upper_bound``: a sequence's ids can commit out of order)."""
-    with connection.cursor() as cursor:
-        _execute(cursor, f"SELECT coalesce(max(id), 0) FROM {EVENT}")
-        bound = cursor.fetchone()[0]
-        if not d.postgres:
-            return bound
-        writers = f"""SELECT coalesce(array_agg(virtualtransaction), '{{}}') FROM pg_locks
-            WHERE locktype = 'relation' AND relation = '{EVENT}'::regclass
-            AND mode = 'RowExclusiveLock' AND pid <> pg_backend_pid()"""
-        _execute(cursor, writers)
-        waiting = cursor.fetchone()[0]
-        deadline = time.monotonic() + WRITER_WAIT_SECONDS
-        while waiting:
-            if time.monotonic() > deadline:
-                logger.warning("writers %s still open on %s: not aggregating now", waiting, EVENT)
-                return None
-            time.sleep(0.02)
-            _execute(cursor, f"{writers} AND virtualtransaction = ANY(%s)", [waiting])
-            waiting = cursor.fetchone()[0]
-    return bound
-
-
-def _batch_end(cursor, *, lo: int, bound: int, batch_size: int) -> int | None:
-    _execute(cursor, f"SELECT min(id) FROM {EVENT} WHERE id > %s AND id <= %s", [lo, bound])
-    first = cursor.fetchone()[0]
-    return None if first is None else min(bound, first + batch_size - 1)
+EVENTS = RawSource(
+    table=EVENT,
+    state_name=STATE_NAME,
+    noun="events",
+    aggregate_range=_aggregate_range,
+    derived=DERIVED,
+)
 
 
 def events_aggregate(*, batch_size: int = DEFAULT_BATCH_SIZE) -> int:
     """Aggregate every event above the watermark, one transaction per batch; return the count."""
-    d = _Dialect(connection.vendor)
-    bound = _safe_upper_bound(d)
-    if bound is None:
-        return 0
-    total = 0
-    while True:
-        with transaction.atomic(), connection.cursor() as cursor:
-            state = _lock_state()
-            lo = state.last_visit_id
-            hi = _batch_end(cursor, lo=lo, bound=bound, batch_size=batch_size)
-            if hi is None:
-                break
-            count = _aggregate_range(cursor, d, lo=lo, hi=hi)
-            state.last_visit_id = hi
-            state.save(update_fields=["last_visit_id", "updated_at"])
-        total += count
-        logger.info("aggregated %d events (ids %d..%d)", count, lo + 1, hi)
-    return total
+    return raw_aggregate(EVENTS, batch_size=batch_size)
 
 
 def event_rollups_rebuild(*, batch_size: int = DEFAULT_BATCH_SIZE) -> int:
     """Recompute the event rollups from the raw events that remain, in one transaction."""
-    d = _Dialect(connection.vendor)
-    bound = _safe_upper_bound(d)
-    if bound is None:
-        raise RuntimeError(f"inserts into {EVENT} did not finish: try the rebuild again")
-    with transaction.atomic(), connection.cursor() as cursor:
-        state = _lock_state()
-        for model in DERIVED:
-            model.objects.all().delete()
-        total = 0
-        lo = 0
-        while (hi := _batch_end(cursor, lo=lo, bound=bound, batch_size=batch_size)) is not None:
-            total += _aggregate_range(cursor, d, lo=lo, hi=hi)
-            lo = hi
-        state.last_visit_id = lo
-        state.save(update_fields=["last_visit_id", "updated_at"])
-    logger.info("rebuilt the event rollups from %d events", total)
-    return total
+    return raw_rebuild(EVENTS, batch_size=batch_size)
 
 
 def event_watermark() -> int:

@@ -47,10 +47,11 @@ from __future__ import annotations
 
 import logging
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 
 from django.conf import settings
-from django.db import connection, transaction
+from django.db import connection, models, transaction
 
 from tracker.models import (
     COUNTRY_MAX_LENGTH,
@@ -739,14 +740,27 @@ def _execute(cursor, sql: str, params: list | tuple = ()) -> None:
     cursor.execute(sql, list(params))
 
 
-def _lock_state() -> AggregationState:
+@dataclass(frozen=True)
+class RawSource:
+    """An append-only raw table and what aggregation derives from it, under a watermark of its
+    own (an ``AggregationState`` row): page views here, events in ``tracker.event_rollups``."""
+
+    table: str
+    state_name: str
+    noun: str  # for the logs: "visits", "events"
+    # Adds the rows with ids in (lo, hi] to every derived table; returns what it counted.
+    aggregate_range: Callable[..., int]
+    derived: tuple[type[models.Model], ...]
+
+
+def _lock_state(name: str) -> AggregationState:
     """Return the watermark row, locked until the end of the current transaction."""
-    AggregationState.objects.bulk_create([AggregationState(name=STATE_NAME)], ignore_conflicts=True)
-    return AggregationState.objects.select_for_update().get(name=STATE_NAME)
+    AggregationState.objects.bulk_create([AggregationState(name=name)], ignore_conflicts=True)
+    return AggregationState.objects.select_for_update().get(name=name)
 
 
-def _safe_upper_bound(d: _Dialect) -> int | None:
-    """Return an id up to which every visit is committed, or None if a writer will not finish.
+def _safe_upper_bound(d: _Dialect, table: str) -> int | None:
+    """Return an id up to which every row is committed, or None if a writer will not finish.
 
     On PostgreSQL ids come from a sequence: a transaction that drew a lower id may commit after
     a higher id is already visible. Any such transaction drew its id after taking ROW EXCLUSIVE
@@ -755,19 +769,19 @@ def _safe_upper_bound(d: _Dialect) -> int | None:
     behind us nor cancels autovacuum.
     """
     with connection.cursor() as cursor:
-        _execute(cursor, f"SELECT coalesce(max(id), 0) FROM {VISIT}")
+        _execute(cursor, f"SELECT coalesce(max(id), 0) FROM {table}")
         bound = cursor.fetchone()[0]
         if not d.postgres:
             return bound  # SQLite writers are serialised: nothing is in flight.
         writers = f"""SELECT coalesce(array_agg(virtualtransaction), '{{}}') FROM pg_locks
-            WHERE locktype = 'relation' AND relation = '{VISIT}'::regclass
+            WHERE locktype = 'relation' AND relation = '{table}'::regclass
             AND mode = 'RowExclusiveLock' AND pid <> pg_backend_pid()"""
         _execute(cursor, writers)
         waiting = cursor.fetchone()[0]
         deadline = time.monotonic() + WRITER_WAIT_SECONDS
         while waiting:
             if time.monotonic() > deadline:
-                logger.warning("writers %s still open on %s: not aggregating now", waiting, VISIT)
+                logger.warning("writers %s still open on %s: not aggregating now", waiting, table)
                 return None
             time.sleep(0.02)
             _execute(cursor, f"{writers} AND virtualtransaction = ANY(%s)", [waiting])
@@ -775,15 +789,65 @@ def _safe_upper_bound(d: _Dialect) -> int | None:
     return bound
 
 
-def _batch_end(cursor, *, lo: int, bound: int, batch_size: int) -> int | None:
+def _batch_end(cursor, *, table: str, lo: int, bound: int, batch_size: int) -> int | None:
     """Return the last id of the next batch after ``lo``, or None when none is left.
 
     A batch spans ``batch_size`` ids from the first one present: one index probe, where counting
     its rows would walk the whole batch in the index.
     """
-    _execute(cursor, f"SELECT min(id) FROM {VISIT} WHERE id > %s AND id <= %s", [lo, bound])
+    _execute(cursor, f"SELECT min(id) FROM {table} WHERE id > %s AND id <= %s", [lo, bound])
     first = cursor.fetchone()[0]
     return None if first is None else min(bound, first + batch_size - 1)
+
+
+def raw_aggregate(source: RawSource, *, batch_size: int) -> int:
+    """Aggregate every row of ``source`` above its watermark, one transaction per batch; return
+    the count."""
+    d = _Dialect(connection.vendor)
+    bound = _safe_upper_bound(d, source.table)
+    if bound is None:
+        return 0
+    total = 0
+    while True:
+        with transaction.atomic(), connection.cursor() as cursor:
+            state = _lock_state(source.state_name)
+            lo = state.last_visit_id
+            hi = _batch_end(cursor, table=source.table, lo=lo, bound=bound, batch_size=batch_size)
+            if hi is None:
+                break
+            count = source.aggregate_range(cursor, d, lo=lo, hi=hi)
+            state.last_visit_id = hi
+            state.save(update_fields=["last_visit_id", "updated_at"])
+        total += count
+        logger.info("aggregated %d %s (ids %d..%d)", count, source.noun, lo + 1, hi)
+    return total
+
+
+def raw_rebuild(source: RawSource, *, batch_size: int) -> int:
+    """Recompute what ``source`` derives from its raw rows that remain; return the count.
+
+    One transaction: readers see the old rollups until the new ones are complete. Rows already
+    pruned are no longer counted, so rebuild only while the raw rows you care about are there.
+    """
+    d = _Dialect(connection.vendor)
+    bound = _safe_upper_bound(d, source.table)
+    if bound is None:
+        raise RuntimeError(f"inserts into {source.table} did not finish: try the rebuild again")
+    with transaction.atomic(), connection.cursor() as cursor:
+        state = _lock_state(source.state_name)
+        for model in source.derived:
+            model.objects.all().delete()
+        total = 0
+        lo = 0
+        while (
+            hi := _batch_end(cursor, table=source.table, lo=lo, bound=bound, batch_size=batch_size)
+        ) is not None:
+            total += source.aggregate_range(cursor, d, lo=lo, hi=hi)
+            lo = hi
+        state.last_visit_id = lo
+        state.save(update_fields=["last_visit_id", "updated_at"])
+    logger.info("rebuilt the rollups of %d %s", total, source.noun)
+    return total
 
 
 def _aggregate_range(cursor, d: _Dialect, *, lo: int, hi: int) -> int:
@@ -908,48 +972,20 @@ def _apply_visit_rollups(cursor, d: _Dialect) -> None:
         _execute(cursor, statement)
 
 
+PAGE_VIEWS = RawSource(
+    table=VISIT,
+    state_name=STATE_NAME,
+    noun="visits",
+    aggregate_range=_aggregate_range,
+    derived=DERIVED,
+)
+
+
 def visits_aggregate(*, batch_size: int = DEFAULT_BATCH_SIZE) -> int:
     """Aggregate every visit above the watermark, one transaction per batch; return the count."""
-    d = _Dialect(connection.vendor)
-    bound = _safe_upper_bound(d)
-    if bound is None:
-        return 0
-    total = 0
-    while True:
-        with transaction.atomic(), connection.cursor() as cursor:
-            state = _lock_state()
-            lo = state.last_visit_id
-            hi = _batch_end(cursor, lo=lo, bound=bound, batch_size=batch_size)
-            if hi is None:
-                break
-            count = _aggregate_range(cursor, d, lo=lo, hi=hi)
-            state.last_visit_id = hi
-            state.save(update_fields=["last_visit_id", "updated_at"])
-        total += count
-        logger.info("aggregated %d visits (ids %d..%d)", count, lo + 1, hi)
-    return total
+    return raw_aggregate(PAGE_VIEWS, batch_size=batch_size)
 
 
 def rollups_rebuild(*, batch_size: int = DEFAULT_BATCH_SIZE) -> int:
-    """Recompute every rollup from the raw visits that remain; return the visits aggregated.
-
-    One transaction: readers see the old rollups until the new ones are complete. Visits already
-    pruned are no longer counted, so rebuild only while the raw rows you care about are there.
-    """
-    d = _Dialect(connection.vendor)
-    bound = _safe_upper_bound(d)
-    if bound is None:
-        raise RuntimeError(f"inserts into {VISIT} did not finish: try the rebuild again")
-    with transaction.atomic(), connection.cursor() as cursor:
-        state = _lock_state()
-        for model in DERIVED:
-            model.objects.all().delete()
-        total = 0
-        lo = 0
-        while (hi := _batch_end(cursor, lo=lo, bound=bound, batch_size=batch_size)) is not None:
-            total += _aggregate_range(cursor, d, lo=lo, hi=hi)
-            lo = hi
-        state.last_visit_id = lo
-        state.save(update_fields=["last_visit_id", "updated_at"])
-    logger.info("rebuilt rollups from %d visits", total)
-    return total
+    """Recompute every rollup from the raw visits that remain; return the visits aggregated."""
+    return raw_rebuild(PAGE_VIEWS, batch_size=batch_size)

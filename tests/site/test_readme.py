@@ -85,6 +85,11 @@ class ReadmeNamesTests:
         source = (ROOT / "analytics_site" / "settings.py").read_text()
         assert named <= settings_variables(source)
 
+    def test_every_variable_read_by_settings_is_in_the_table(self):
+        named = readme_variables((ROOT / "README.md").read_text())
+        source = (ROOT / "analytics_site" / "settings.py").read_text()
+        assert settings_variables(source) <= named
+
     def test_parsers_catch_unknown_names(self):
         text = (
             "Run `make run`, then `make frobnicate`; to make things work (not code).\n\n"

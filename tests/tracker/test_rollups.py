@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import random
 import threading
 from datetime import timedelta
@@ -243,7 +244,8 @@ class FailedAggregationTests:
                 raise RuntimeError("worker killed")
             return original(cursor, d, lo=lo, hi=hi)
 
-        monkeypatch.setattr(rollups, "_aggregate_range", fails_second_time)
+        failing = dataclasses.replace(rollups.PAGE_VIEWS, aggregate_range=fails_second_time)
+        monkeypatch.setattr(rollups, "PAGE_VIEWS", failing)
         with pytest.raises(RuntimeError):
             rollups.visits_aggregate(batch_size=25)
         assert watermark() == calls[0]

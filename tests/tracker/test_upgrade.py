@@ -24,6 +24,14 @@ def migrate(target: tuple[str, str]):
     return MigrationExecutor(connection).loader.project_state([target]).apps
 
 
+@pytest.fixture(autouse=True)
+def latest_schema_afterwards():
+    """Leave the test database as the other tests expect it: every migration applied."""
+    yield
+    executor = MigrationExecutor(connection)
+    executor.migrate(executor.loader.graph.leaf_nodes())
+
+
 @pytest.mark.django_db(transaction=True)
 class UpgradeTests:
     def test_upgrade_with_sessions_aggregated_rebuilds_as_visits(self):

@@ -4,7 +4,6 @@ chart not drawn, a page wider than the phone)."""
 
 from __future__ import annotations
 
-import re
 from pathlib import Path
 
 import pytest
@@ -12,6 +11,7 @@ from django.contrib.auth import get_user_model
 from django.core.cache import cache
 
 from tests.browser.test_dashboard_browser import PASSWORD, charts_drawn
+from tests.browser.test_shared_links_browser import log_in
 from tracker.rollups import visits_aggregate
 from tracker.traffic import traffic_generate
 
@@ -29,12 +29,7 @@ class DocsScreenshotTests:
         get_user_model().objects.create_user("owner", password=PASSWORD, is_staff=True)
         page = browser_page
         page.set_viewport_size({"width": 1280, "height": 900})
-        page.goto(f"{live_server.url}/dashboard/?range=30d")
-        page.wait_for_url(re.compile(r"/accounts/login/"))
-        page.fill("#id_username", "owner")
-        page.fill("#id_password", PASSWORD)
-        page.click("form.login button[type=submit]")
-        page.wait_for_url(f"{live_server.url}/dashboard/?range=30d")
+        log_in(page, live_server.url, "/dashboard/?range=30d")
         charts_drawn(page)
         for panel in PANELS:
             assert page.locator(f"#{panel}").count() == 1, panel

@@ -14,7 +14,7 @@ from bisect import bisect_right
 
 from django.db import connection
 
-from dashboard.queries import Timeline, _fetch, _rollup_rows
+from dashboard.queries import Timeline, _fetch, _rollup_rows, earlier_hour_sums
 from tracker.models import Event, EventDaily, EventHourly, EventVisitorDaily, EventVisitorHourly
 
 EVENT_COLUMNS = ["name", "visitors", "count"]
@@ -23,15 +23,9 @@ PROP_VALUES_LIMIT = 50
 
 def _event_repeats(*, start: dt.datetime, end: dt.datetime) -> dict[str, int]:
     """Per name: its hourly visitors in [start, end) who had it in an earlier hour of it."""
-    rows, params = _rollup_rows(
-        EventVisitorHourly.objects.filter(previous_hour__gte=start),
-        EventVisitorDaily.objects.filter(previous_hour__gte=start),
-        start=start,
-        end=end,
-        fields=["name", "visitors"],
+    return earlier_hour_sums(
+        EventVisitorHourly, EventVisitorDaily, key="name", measure="visitors", start=start, end=end
     )
-    sql = f"SELECT name, sum(visitors) FROM ({rows}) rollup GROUP BY name"
-    return {name: int(total) for name, total in _fetch(sql, params)}
 
 
 def event_totals(*, start: dt.datetime, end: dt.datetime, limit: int | None = None) -> list[dict]:

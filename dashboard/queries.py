@@ -27,7 +27,7 @@ from dataclasses import dataclass
 from functools import reduce
 from operator import or_
 
-from django.db import connection
+from django.db import connection, models
 from django.db.models import Count, F, Q, QuerySet, Sum
 from django.db.models.functions import TruncDay, TruncHour
 from django.utils import timezone
@@ -167,20 +167,40 @@ def _ratios(
     }
 
 
+def earlier_hour_sums(
+    hourly: type[models.Model],
+    daily: type[models.Model],
+    *,
+    key: str,
+    measure: str,
+    start: dt.datetime,
+    end: dt.datetime,
+    keys: list | None = None,
+) -> dict:
+    """Per ``key``: the sum of ``measure`` of an earlier-hour rollup (VisitorCounts,
+    PageVisitorCounts, CountryVisitorCounts, EventVisitorCounts) over [start, end), counting only
+    the rows whose earlier hour lies in the range too: what the range's distinct visitors lose
+    to repeats. ``keys`` narrows the keys read."""
+    narrow = {"previous_hour__gte": start, **({f"{key}__in": keys} if keys is not None else {})}
+    rows, params = _rollup_rows(
+        hourly.objects.filter(**narrow),
+        daily.objects.filter(**narrow),
+        start=start,
+        end=end,
+        fields=[key, measure],
+    )
+    sql = f"SELECT {key}, sum({measure}) FROM ({rows}) rollup GROUP BY {key}"  # noqa: S608
+    return {value: int(total) for value, total in _fetch(sql, params)}
+
+
 def _repeat_visits(*, start: dt.datetime, end: dt.datetime) -> dict[int, int]:
     """Per lag k: the visits started in [start, end) whose visitor's k-th earlier visit did too.
 
     A visitor with m visits in the range has max(0, m - k) of them (see VisitorCounts).
     """
-    rows, params = _rollup_rows(
-        VisitorHourly.objects.filter(previous_hour__gte=start),
-        VisitorDaily.objects.filter(previous_hour__gte=start),
-        start=start,
-        end=end,
-        fields=["lag", "visits"],
+    return earlier_hour_sums(
+        VisitorHourly, VisitorDaily, key="lag", measure="visits", start=start, end=end
     )
-    sql = f"SELECT lag, sum(visits) FROM ({rows}) rollup GROUP BY lag"  # noqa: S608
-    return {lag: int(total) for lag, total in _fetch(sql, params)}
 
 
 def _visitors_at_least(*, visits: int, repeats: dict[int, int], least: int) -> int:
@@ -274,17 +294,6 @@ def visit_count(*, start: dt.datetime, end: dt.datetime, path: str | None = None
     )["visits"]
 
 
-def _page_repeats(*, start: dt.datetime, end: dt.datetime, paths: list[str] | None) -> dict:
-    """Per path: its hourly visitors in [start, end) who had viewed it in an earlier hour of it."""
-    hourly = PageVisitorHourly.objects.filter(previous_hour__gte=start)
-    daily = PageVisitorDaily.objects.filter(previous_hour__gte=start)
-    if paths is not None:
-        hourly, daily = hourly.filter(path__in=paths), daily.filter(path__in=paths)
-    rows, params = _rollup_rows(hourly, daily, start=start, end=end, fields=["path", "visitors"])
-    sql = f"SELECT path, sum(visitors) FROM ({rows}) rollup GROUP BY path"  # noqa: S608
-    return {path: int(total) for path, total in _fetch(sql, params)}
-
-
 def top_pages(
     *, start: dt.datetime, end: dt.datetime, limit: int | None, path: str | None = None
 ) -> list[dict]:
@@ -306,7 +315,19 @@ def top_pages(
         sql, params = f"{sql} LIMIT %s", [*params, limit]
     pages = _fetch(sql, params)
     shown = [row[0] for row in pages] if limit or path else None
-    repeats = _page_repeats(start=start, end=end, paths=shown) if pages else {}
+    repeats = (
+        earlier_hour_sums(
+            PageVisitorHourly,
+            PageVisitorDaily,
+            key="path",
+            measure="visitors",
+            start=start,
+            end=end,
+            keys=shown,
+        )
+        if pages
+        else {}
+    )
     return [
         {"path": page, "pageviews": pageviews, "visitors": hourly_visitors - repeats.get(page, 0)}
         for page, pageviews, hourly_visitors in pages
@@ -515,16 +536,15 @@ def top_countries(
         )[Dimension.COUNTRY]
     if not breakdown:
         return []
-    shown = [row["value"] for row in breakdown]
-    rows, params = _rollup_rows(
-        CountryVisitorHourly.objects.filter(previous_hour__gte=start, country__in=shown),
-        CountryVisitorDaily.objects.filter(previous_hour__gte=start, country__in=shown),
+    repeats = earlier_hour_sums(
+        CountryVisitorHourly,
+        CountryVisitorDaily,
+        key="country",
+        measure="visitors",
         start=start,
         end=end,
-        fields=["country", "visitors"],
+        keys=[row["value"] for row in breakdown],
     )
-    sql = f"SELECT country, sum(visitors) FROM ({rows}) rollup GROUP BY country"  # noqa: S608
-    repeats = {country: int(total) for country, total in _fetch(sql, params)}
     return [
         {
             "country": row["value"],

@@ -11,6 +11,7 @@ from datetime import timedelta
 from importlib import import_module
 
 from django.conf import settings
+from django.db import models
 from django.db.models import Subquery
 from django.utils import timezone
 
@@ -49,43 +50,46 @@ def sessions_clear_expired() -> int:
     return ended
 
 
-def raw_visits_prune(*, batch_size: int = DEFAULT_PRUNE_BATCH) -> int:
-    """Delete raw visits past retention that are already aggregated, in short batches.
-
-    Each batch is its own short transaction, so neither the tracker's inserts nor aggregation
-    wait long on the table. Returns how many visits were deleted.
-    """
+def _aggregated_rows_prune(
+    model: type[models.Model], *, time_field: str, watermark: int, batch_size: int
+) -> int:
+    """Delete ``model``'s rows past the raw retention at or below the aggregation watermark, in
+    short batches: each its own short transaction, so neither the tracker's inserts nor
+    aggregation wait long on the table. Returns how many rows were deleted."""
     cutoff = timezone.now() - timedelta(days=settings.TRACKER_RAW_RETENTION_DAYS)
-    state = AggregationState.objects.filter(name=STATE_NAME).first()
-    watermark = state.last_visit_id if state else 0
-    prunable = Visit.objects.filter(visited_at__lt=cutoff, id__lte=watermark)
+    prunable = model.objects.filter(**{f"{time_field}__lt": cutoff}, id__lte=watermark)
     deleted_total = 0
     while True:
         batch = prunable.order_by("id").values("id")[:batch_size]
-        deleted, _ = Visit.objects.filter(id__in=Subquery(batch)).delete()
+        deleted, _ = model.objects.filter(id__in=Subquery(batch)).delete()
         deleted_total += deleted
         if deleted < batch_size:
             break
     logger.info(
-        "pruned %d raw visits before %s (aggregated up to id %d)", deleted_total, cutoff, watermark
+        "pruned %d raw %s rows before %s (aggregated up to id %d)",
+        deleted_total,
+        model._meta.model_name,
+        cutoff,
+        watermark,
     )
     return deleted_total
+
+
+def raw_visits_prune(*, batch_size: int = DEFAULT_PRUNE_BATCH) -> int:
+    """Delete raw visits past retention that are already aggregated; return how many."""
+    state = AggregationState.objects.filter(name=STATE_NAME).first()
+    watermark = state.last_visit_id if state else 0
+    return _aggregated_rows_prune(
+        Visit, time_field="visited_at", watermark=watermark, batch_size=batch_size
+    )
 
 
 def raw_events_prune(*, batch_size: int = DEFAULT_PRUNE_BATCH) -> int:
     """Delete raw events past the raw retention that are already aggregated, as raw visits are;
     their rollups are kept. Returns how many events were deleted."""
-    cutoff = timezone.now() - timedelta(days=settings.TRACKER_RAW_RETENTION_DAYS)
-    watermark = event_rollups.event_watermark()
-    prunable = Event.objects.filter(occurred_at__lt=cutoff, id__lte=watermark)
-    deleted_total = 0
-    while True:
-        batch = prunable.order_by("id").values("id")[:batch_size]
-        deleted, _ = Event.objects.filter(id__in=Subquery(batch)).delete()
-        deleted_total += deleted
-        if deleted < batch_size:
-            break
-    logger.info(
-        "pruned %d raw events before %s (aggregated up to id %d)", deleted_total, cutoff, watermark
+    return _aggregated_rows_prune(
+        Event,
+        time_field="occurred_at",
+        watermark=event_rollups.event_watermark(),
+        batch_size=batch_size,
     )
-    return deleted_total

@@ -16,32 +16,12 @@ from importlib.resources import files
 import crawleruseragents
 import yaml_rs
 
+from tracker.classify import MATOMO_DEVICE_CLASSES
 from tracker.models import Device
 
-# Matomo's device types, as our four classes (the product's definition of each class):
-# - mobile: smartphones, phablets (large phones), feature phones, and portable media players
-#   (iPod touch, Galaxy Player: phone-sized handhelds that sites serve their mobile layout);
-# - tablet: tablets only;
-# - desktop: desktops and laptops;
-# - other: TVs and set-top boxes, consoles, car browsers, wearables (watches, VR headsets), smart
-#   speakers, smart displays, cameras and peripherals (printers, payment terminals).
-# User agents without a device type in the fixtures have no class and are left out.
-MATOMO_DEVICE_CLASSES = {
-    "desktop": Device.DESKTOP,
-    "smartphone": Device.MOBILE,
-    "phablet": Device.MOBILE,
-    "feature phone": Device.MOBILE,
-    "portable media player": Device.MOBILE,
-    "tablet": Device.TABLET,
-    "tv": Device.OTHER,
-    "console": Device.OTHER,
-    "car browser": Device.OTHER,
-    "smart display": Device.OTHER,
-    "smart speaker": Device.OTHER,
-    "wearable": Device.OTHER,
-    "camera": Device.OTHER,
-    "peripheral": Device.OTHER,
-}
+# Matomo's labels are read as our four classes by the product's own definition of each class
+# (tracker.classify.MATOMO_DEVICE_CLASSES, which says why); user agents without a device type in
+# the fixtures have no class and are left out.
 FAKE_USERAGENT_CLASSES = {
     "desktop": Device.DESKTOP,
     "mobile": Device.MOBILE,

@@ -573,3 +573,91 @@ class EventVisitorDaily(EventVisitorCounts):
 
     def __str__(self) -> str:
         return f"{self.day:%Y-%m-%d} {self.name} after {self.previous_hour:%Y-%m-%d %H:00}"
+
+
+GOAL_NAME_MAX_LENGTH = 100
+PROP_MAX_LENGTH = 100
+
+
+class Goal(models.Model):
+    """What counts as a conversion: a page-view pattern (``*`` matches any run of characters)
+    or an event name, optionally with one property's value (events only).
+
+    Goals are configuration, edited by staff; their hits are derived (``GoalHit``).
+    """
+
+    class Kind(models.TextChoices):
+        PAGE = "page", "Page view"
+        EVENT = "event", "Event"
+
+    name = models.CharField(max_length=GOAL_NAME_MAX_LENGTH, unique=True)
+    kind = models.CharField(max_length=5, choices=Kind.choices)
+    # A path pattern for page goals ("/signup/thanks/", "/blog/*"), an event name for event goals.
+    match = models.CharField(max_length=PATH_MAX_LENGTH)
+    prop_key = models.CharField(max_length=PROP_MAX_LENGTH, blank=True, default="")
+    prop_value = models.CharField(max_length=PROP_MAX_LENGTH, blank=True, default="")
+    created_at = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        ordering = ["name"]
+
+    def __str__(self) -> str:
+        return self.name
+
+
+class GoalHit(models.Model):
+    """One raw page view or event that reached a goal, kept after the raw row is pruned.
+
+    The per-visit layer's "goals reached": anonymous (the visitor's random id, a time, an
+    amount), derived from the raw rows and rebuilt from them when a goal changes. ``raw_id`` is
+    the page view's or the event's id (the goal's kind says which), so a re-run adds nothing.
+    """
+
+    id = models.BigAutoField(primary_key=True)
+    goal = models.ForeignKey(Goal, on_delete=models.CASCADE, related_name="hits")
+    raw_id = models.BigIntegerField()
+    tracking_id = models.UUIDField()
+    reached_at = models.DateTimeField()
+    revenue = models.DecimalField(max_digits=16, decimal_places=4, null=True, blank=True)
+
+    class Meta:
+        constraints = [
+            models.UniqueConstraint(fields=["goal", "raw_id"], name="goal_hit_unique"),
+        ]
+        indexes = [
+            models.Index(fields=["goal", "reached_at"], name="goal_hit_time"),
+            models.Index(fields=["tracking_id", "reached_at"], name="goal_hit_visitor"),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.reached_at:%Y-%m-%d %H:%M:%S} {self.goal_id}"
+
+
+class Funnel(models.Model):
+    """2-8 ordered goals: a visitor passes a step on reaching it after the previous step, in
+    the same visit, or in any later visit of the same visitor when ``across_visits`` is set."""
+
+    name = models.CharField(max_length=GOAL_NAME_MAX_LENGTH, unique=True)
+    across_visits = models.BooleanField(default=False)
+    created_at = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        ordering = ["name"]
+
+    def __str__(self) -> str:
+        return self.name
+
+
+class FunnelStep(models.Model):
+    funnel = models.ForeignKey(Funnel, on_delete=models.CASCADE, related_name="steps")
+    position = models.PositiveSmallIntegerField()  # 1, 2, ... in the order a visitor takes them
+    goal = models.ForeignKey(Goal, on_delete=models.PROTECT, related_name="funnel_steps")
+
+    class Meta:
+        ordering = ["funnel", "position"]
+        constraints = [
+            models.UniqueConstraint(fields=["funnel", "position"], name="funnel_step_position"),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.funnel_id} #{self.position}: {self.goal_id}"

@@ -16,7 +16,8 @@ from collections.abc import Callable
 
 from django.core.cache import cache
 
-from dashboard import charts, event_queries, queries
+from dashboard import charts, event_queries, filtered_queries, queries
+from dashboard.filters import NO_FILTERS, Filters, filters_pairs
 from dashboard.forms import Period
 from tracker.models import AggregationState
 
@@ -100,9 +101,7 @@ def _pages(*, period: Period, path: str, page: int, now: dt.datetime, breakdowns
     }
 
 
-def _countries(
-    *, period: Period, path: str, page: int, now: dt.datetime, breakdowns: dict
-) -> dict:
+def _countries(*, period: Period, path: str, page: int, now: dt.datetime, breakdowns: dict) -> dict:
     return {
         "countries": queries.top_countries(
             start=period.start,
@@ -179,28 +178,46 @@ def rollups_version() -> str:
     return stamp or "none"
 
 
-def part_cache_key(part: str, *, version: str, period: Period, path: str) -> str:
+def part_cache_key(
+    part: str, *, version: str, period: Period, path: str, filters: Filters = NO_FILTERS
+) -> str:
     """The one place that names dashboard cache keys (hashed: paths are long and arbitrary)."""
     raw = f"{version}|{part}|{period.start.isoformat()}|{period.end.isoformat()}|{path}"
+    if filters:
+        raw = f"{raw}|{filters_pairs(filters)!r}"
     return f"dashboard:part:v1:{hashlib.sha256(raw.encode()).hexdigest()}"
 
 
 def panel_context(
-    names: list[str], *, period: Period, path: str, page: int, now: dt.datetime
+    names: list[str],
+    *,
+    period: Period,
+    path: str,
+    page: int,
+    now: dt.datetime,
+    filters: Filters = NO_FILTERS,
 ) -> dict:
-    """The context the named panels need, and nothing more; rollup parts come from the cache."""
+    """The context the named panels need, and nothing more; rollup parts come from the cache.
+
+    Under ``filters`` the parts read the per-visit table instead (filtered_panels), cached alike.
+    """
+    # Here, not at the top: filtered_panels imports this module.
+    from dashboard.filtered_panels import filtered_part
+
     parts = [part for name in names for part in PANELS[name]]
     keys: dict[str, str] = {}
     if any(part in CACHED_PARTS for part in parts):
         version = rollups_version()
         keys = {
-            part: part_cache_key(part, version=version, period=period, path=path)
+            part: part_cache_key(part, version=version, period=period, path=path, filters=filters)
             for part in parts
             if part in CACHED_PARTS
         }
     hits = cache.get_many(list(keys.values())) if keys else {}
     missing = [part for part in parts if keys.get(part) not in hits]
-    dimensions = [d for part in missing for d in PART_DIMENSIONS.get(part, [])]
+    dimensions = (
+        [d for part in missing for d in PART_DIMENSIONS.get(part, [])] if not filters else []
+    )
     breakdowns = (
         queries.dimension_breakdown(
             start=period.start,
@@ -219,7 +236,15 @@ def panel_context(
         if key in hits:
             context.update(hits[key])
             continue
-        values = PARTS[part](period=period, path=path, page=page, now=now, breakdowns=breakdowns)
+        values = (
+            filtered_part(part, period=period, filters=filters, page=page, now=now)
+            if filters
+            else None
+        )
+        if values is None:
+            values = PARTS[part](
+                period=period, path=path, page=page, now=now, breakdowns=breakdowns
+            )
         context.update(values)
         if key:
             computed[key] = values
@@ -228,10 +253,18 @@ def panel_context(
     return context
 
 
-def stats_figures(*, period: Period, path: str, now: dt.datetime) -> dict:
+def stats_figures(
+    *, period: Period, path: str, now: dt.datetime, filters: Filters = NO_FILTERS
+) -> dict:
     """stats.json: its rollup figures cached like the panels, "live" always read fresh."""
-    key = part_cache_key("stats", version=rollups_version(), period=period, path=path)
+    version = rollups_version()
+    key = part_cache_key("stats", version=version, period=period, path=path, filters=filters)
     figures = cache.get(key)
+    if figures is None and filters:
+        figures = filtered_queries.stats_filtered(
+            filters=filters, start=period.start, end=period.end
+        )
+        cache.set(key, figures, timeout=PANEL_CACHE_SECONDS)
     if figures is None:
         figures = queries.stats_from_rollups(start=period.start, end=period.end, path=path)
         figures["events"] = event_queries.event_totals(start=period.start, end=period.end)

@@ -131,6 +131,7 @@ def _dashboard_page(
             path=form.cleaned_data["path"],
             page=form.cleaned_data["page"] or 1,
             now=now,
+            filters=form.filters,
         ),
     }
     template = f"{INDEX_TEMPLATE}#{partial}" if partial else INDEX_TEMPLATE
@@ -170,7 +171,13 @@ def _csv_export(request: HtmxHttpRequest, *, name: str, columns: list[str], rows
         return form
     period = form.period(now=timezone.now())
     lines = exports.csv_lines(
-        columns, rows(start=period.start, end=period.end, path=form.cleaned_data["path"])
+        columns,
+        rows(
+            start=period.start,
+            end=period.end,
+            path=form.cleaned_data["path"],
+            filters=form.filters,
+        ),
     )
     response = StreamingHttpResponse(lines, content_type="text/csv; charset=utf-8")
     filename = _export_name(name, period, "csv")
@@ -231,7 +238,9 @@ def _stats_json(request: HtmxHttpRequest) -> HttpResponse:
         return JsonResponse({"error": form.error_message()}, status=400)
     now = timezone.now()
     period = form.period(now=now)
-    figures = stats_figures(period=period, path=form.cleaned_data["path"], now=now)
+    figures = stats_figures(
+        period=period, path=form.cleaned_data["path"], now=now, filters=form.filters
+    )
     return JsonResponse(figures)
 
 

@@ -40,6 +40,8 @@ from tracker.models import (
 IS, NOT, CONTAINS = "is", "not", "contains"
 OPERATORS = {IS: "is", NOT: "is not", CONTAINS: "contains"}
 MAX_FILTERS = 10
+# The "add a filter" form's fields (a GET form cannot name a parameter by a select's value).
+FORM_DIMENSION, FORM_OPERATOR, FORM_VALUE = "_dimension", "_operator", "_value"
 # ``page=`` is also the visitors table's page number (older than the filter): a whole number
 # there is that, anything else the "page visited" filter (paths start with "/").
 PAGE_NUMBER = re.compile(r"\s*[+-]?\d*\s*")
@@ -151,6 +153,10 @@ def filters_parse(data: Mapping) -> Filters:
             values = [value for value in values if not PAGE_NUMBER.fullmatch(value)]
         for value in values:
             found.append(filter_clean(dimension=split[0], operator=split[1], value=value))
+    if data.get(FORM_DIMENSION):
+        operator = (data.get(FORM_OPERATOR) or "").removeprefix("__") or IS
+        value = data.get(FORM_VALUE) or ""
+        found.append(filter_clean(dimension=data[FORM_DIMENSION], operator=operator, value=value))
     if len(found) > MAX_FILTERS:
         raise FilterError(f"At most {MAX_FILTERS} filters at once.")
     order = list(DIMENSIONS)

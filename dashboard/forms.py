@@ -14,6 +14,7 @@ from django import forms
 from django.utils import timezone
 
 from dashboard.filters import (
+    FORM_DIMENSION,
     IS,
     NO_FILTERS,
     PAGE_NUMBER,
@@ -111,6 +112,13 @@ class DashboardFilterForm(forms.Form):
             cleaned["filters"] = filters_parse(self.query)
         except FilterError as error:
             raise forms.ValidationError(str(error)) from None
+        if cleaned["filters"] and cleaned.get("path"):
+            # Beside other filters the old path= is the entry page (alone it keeps its rollup
+            # meaning: see queries); written back as entry=, so chips and links show it so.
+            cleaned["filters"] = filters_add(
+                cleaned["filters"], Filter("entry", IS, cleaned["path"])
+            )
+            cleaned["path"] = ""
         if self.errors:
             return cleaned
         start, end = cleaned.get("start"), cleaned.get("end")
@@ -153,13 +161,12 @@ class DashboardFilterForm(forms.Form):
 
     @property
     def filters(self) -> Filters:
-        """The filters to apply; the old ``path=`` joins them as an entry page when others are set
-        (alone it keeps its rollup meaning: see queries)."""
-        filters = self.cleaned_data.get("filters", NO_FILTERS)
-        path = self.cleaned_data.get("path")
-        if filters and path:
-            return filters_add(filters, Filter("entry", IS, path))
-        return filters
+        return self.cleaned_data.get("filters", NO_FILTERS)
+
+    @property
+    def from_filter_form(self) -> bool:
+        """Sent by the "add a filter" form: its URL should be rewritten with the filter's name."""
+        return bool(self.query.get(FORM_DIMENSION))
 
     def query_string(self, *, filters: Filters | None = None, **changes: object) -> str:
         """The current valid parameters as a query string, with some replaced or dropped (None);

@@ -29,7 +29,7 @@ from django.utils import timezone
 from django.views.decorators.cache import never_cache
 from django.views.decorators.http import require_GET, require_POST
 from django.views.decorators.vary import vary_on_headers
-from django_htmx.http import HttpResponseClientRedirect
+from django_htmx.http import HttpResponseClientRedirect, push_url
 from django_htmx.middleware import HtmxDetails
 
 from dashboard import event_queries, exports, queries, reports, sharing
@@ -107,6 +107,9 @@ def _dashboard_page(
     form = _filters(request)
     if isinstance(form, HttpResponse):
         return form
+    canonical = f"{dashboard_url}?{form.query_string(page=None)}"
+    if form.from_filter_form and not request.htmx:
+        return redirect(canonical)
     now = timezone.now()
     period = form.period(now=now)
     partial = _partial(request)
@@ -121,6 +124,10 @@ def _dashboard_page(
         "query": form.query_string(page=None),
         "range_query": form.query_string(path=None, page=None),
         "range_links": form.range_links(period),
+        "filters": form.filters,
+        "filter_chips": form.filter_links(),
+        "unfiltered_query": form.query_string(filters=(), page=None),
+        "retention_days": settings.TRACKER_RAW_RETENTION_DAYS,
         "time_zone": timezone.get_current_timezone_name(),
         "visit_timeout": settings.TRACKER_VISIT_TIMEOUT,
         "dashboard_url": dashboard_url,
@@ -135,7 +142,8 @@ def _dashboard_page(
         ),
     }
     template = f"{INDEX_TEMPLATE}#{partial}" if partial else INDEX_TEMPLATE
-    return render(request, template, context)
+    response = render(request, template, context)
+    return push_url(response, canonical) if form.from_filter_form else response
 
 
 @dashboard_view

@@ -23,7 +23,7 @@ import pytest
 from dashboard import filtered_queries
 from dashboard.filters import IS, filters_parse
 from tests.dashboard import reference
-from tests.dashboard.conftest import body
+from tests.dashboard.conftest import HTMX, RANGE_QUERY, XSS_PATH, body
 from tracker.models import Event, Goal, GoalHit, Visit
 from tracker.rollups import visits_aggregate
 
@@ -441,3 +441,57 @@ class ParseTests:
 
     def test_other_parameters_are_left_alone(self):
         assert filters_parse(_as_querydict({"range": "7d", "compare": "1", "path": "/"})) == ()
+
+
+class FilterLinksTests:
+    def test_rows_link_to_their_filter_and_chips_remove_it(self, staff_client, known_data):
+        html = body(staff_client.get(f"/dashboard/?{RANGE_QUERY}"))
+        assert 'href="?start=2026-01-10&amp;end=2026-01-12&amp;referrer=search.example"' in html
+        assert 'href="?start=2026-01-10&amp;end=2026-01-12&amp;browser=Firefox"' in html
+        assert 'href="?start=2026-01-10&amp;end=2026-01-12&amp;page=%2Fpricing%2F"' in html
+        assert 'href="?start=2026-01-10&amp;end=2026-01-12&amp;country=DE"' in html
+
+        filtered = body(
+            staff_client.get(f"/dashboard/?{RANGE_QUERY}&referrer=search.example&os__not=iOS")
+        )
+        assert 'data-filter="referrer"' in filtered and 'data-filter="os__not"' in filtered
+        # Each chip links to the URL without it; other links keep both filters.
+        assert 'href="?start=2026-01-10&amp;end=2026-01-12&amp;os__not=iOS"' in filtered
+        assert 'href="?start=2026-01-10&amp;end=2026-01-12&amp;referrer=search.example"' in filtered
+        assert "referrer=search.example&amp;os__not=iOS&amp;browser=Chrome" in filtered
+
+    def test_hostile_values_are_escaped_everywhere(self, staff_client, known_data):
+        hostile = urlencode(
+            {"page": XSS_PATH, "referrer__not": "<b>evil</b>.example", "entry__contains": '"><s>'}
+        )
+        html = body(staff_client.get(f"/dashboard/?{RANGE_QUERY}&{hostile}"))
+        assert "<img src=x" not in html and "<b>evil" not in html and '"><s>' not in html
+        assert "&lt;img src=x onerror=alert(1)&gt;" in html
+
+    def test_add_filter_form_redirects_to_named_parameter(self, staff_client, known_data):
+        query = urlencode(
+            {
+                **dict(part.split("=") for part in RANGE_QUERY.split("&")),
+                "_dimension": "referrer",
+                "_operator": "__contains",
+                "_value": "search",
+            }
+        )
+        response = staff_client.get(f"/dashboard/?{query}")
+        assert response.status_code == 302
+        assert response["Location"].endswith(
+            "?start=2026-01-10&end=2026-01-12&referrer__contains=search"
+        )
+        htmx = staff_client.get(f"/dashboard/?{query}", headers=HTMX)
+        assert htmx.status_code == 200
+        assert htmx["HX-Push-Url"].endswith("&referrer__contains=search")
+
+    def test_path_beside_filters_becomes_entry(self, staff_client, known_data):
+        stats = staff_client.get(
+            f"/dashboard/api/stats.json?{RANGE_QUERY}&path=/pricing/&browser=Chrome"
+        ).json()
+        assert stats["filters"] == [
+            {"dimension": "browser", "operator": "is", "value": "Chrome"},
+            {"dimension": "entry", "operator": "is", "value": "/pricing/"},
+        ]
+        assert stats["visits"] == 2  # S5's visit and S6's second

@@ -54,7 +54,10 @@ def _sums(visits: QuerySet[VisitSummary]) -> dict[str, int]:
 
 
 def _period_figures(visits: QuerySet[VisitSummary]) -> dict:
-    sums = _sums(visits)
+    return _figures(_sums(visits))
+
+
+def _figures(sums: dict[str, int]) -> dict:
     return {
         "visitors": sums["visitors"],
         "visits": sums["visits"],
@@ -70,11 +73,21 @@ def _period_figures(visits: QuerySet[VisitSummary]) -> dict:
     }
 
 
-def headline_filtered(*, filters: Filters, start: dt.datetime, end: dt.datetime) -> dict:
-    """headline_totals under filters: this period, the one before it (same filters), changes."""
+def headline_filtered(
+    *, filters: Filters, start: dt.datetime, end: dt.datetime, overview: dict | None = None
+) -> dict:
+    """headline_totals under filters: this period, the one before it (same filters), changes.
+
+    ``overview``: this range's visit_overview, when already read.
+    """
     previous_start = start - (end - start)
+    current = (
+        _figures(overview["total"])
+        if overview is not None
+        else _period_figures(visits_filtered(filters=filters, start=start, end=end))
+    )
     periods = {
-        "current": _period_figures(visits_filtered(filters=filters, start=start, end=end)),
+        "current": current,
         "previous": _period_figures(
             visits_filtered(filters=filters, start=previous_start, end=start)
         ),
@@ -113,49 +126,122 @@ def timeseries_filtered(*, filters: Filters, start: dt.datetime, end: dt.datetim
     ]
 
 
-def pages_per_visit_filtered(*, filters: Filters, start: dt.datetime, end: dt.datetime) -> list:
-    """The filtered visits by pageviews, in pages_per_visit_histogram's buckets."""
-    rows = (
-        visits_filtered(filters=filters, start=start, end=end)
-        .values("pageviews")
-        .annotate(total=Count("id"))
-        .values_list("pageviews", "total")
-    )
+OVERVIEW_DIMENSIONS = [
+    Dimension.ENTRY_PATH,
+    Dimension.EXIT_PATH,
+    Dimension.REFERRER,
+    Dimension.UTM_SOURCE,
+    Dimension.UTM_MEDIUM,
+    Dimension.UTM_CAMPAIGN,
+    Dimension.BROWSER,
+    Dimension.OS,
+    Dimension.DEVICE,
+    Dimension.COUNTRY,
+]
+_MEASURES = (
+    "count(*), {visitors}, sum(pageviews), sum(CASE WHEN pageviews = 1 THEN 1 ELSE 0 END), "
+    "sum(duration_seconds), sum(CASE WHEN number > 1 THEN 1 ELSE 0 END)"
+)
+_KEYS = ["visits", "visitors", "pageviews", "bounces", "duration_seconds", "returning_visits"]
+
+
+def visit_overview(
+    *, filters: Filters, start: dt.datetime, end: dt.datetime, limit: int | None
+) -> dict:
+    """Every visit-level figure of the range under filters from one read of the filtered visits.
+
+    The filters (EXISTS over raw page views, say) are evaluated once into a CTE, which both
+    databases materialize as it is read several times; each figure then groups that: totals, the
+    visitors' first visits, pages per visit, visits per visitor and the top ``limit`` values of
+    every dimension (distinct visitors for countries only). Returns {"total": sums, "first": sums,
+    "pages": {pageviews: visits}, "made": {visits made: visitors}, dimension: [rows]}.
+    """
+    columns = ["tracking_id", "number", "pageviews", "duration_seconds", *OVERVIEW_DIMENSIONS]
+    visits = visits_filtered(filters=filters, start=start, end=end).values(*columns)
+    base, base_params = visits.query.sql_with_params()
+    with_visitors = _MEASURES.format(visitors="count(DISTINCT tracking_id)")
+    without = _MEASURES.format(visitors="0")
+    parts = [
+        # Its visitors are the rows of "made" (a distinct count here would sort every visit).
+        f"SELECT 'total', '', {without} FROM filtered",
+        f"SELECT 'first', '', {without} FROM filtered WHERE number = 1",
+        f"SELECT 'pages', CAST(pageviews AS TEXT), {without} FROM filtered GROUP BY pageviews",
+        "SELECT 'made', CAST(made AS TEXT), count(*), 0, 0, 0, 0, 0 FROM ("
+        "SELECT count(*) AS made FROM filtered GROUP BY tracking_id) per_visitor GROUP BY made",
+    ]
+    params: list = []
+    for index, dimension in enumerate(OVERVIEW_DIMENSIONS):
+        measures = with_visitors if dimension == Dimension.COUNTRY else without
+        ranked = (
+            f"SELECT '{dimension}', {dimension}, {measures} FROM filtered GROUP BY {dimension} "
+            f"ORDER BY count(*) DESC, {dimension}"
+        )
+        if limit:
+            ranked, params = f"{ranked} LIMIT %s", [*params, limit]
+        parts.append(f"SELECT * FROM ({ranked}) ranked_{index}")
+    sql = f"WITH filtered AS ({base}) " + " UNION ALL ".join(parts)
+    overview: dict = {"pages": {}, "made": {}, **{d: [] for d in OVERVIEW_DIMENSIONS}}
+    for kind, key, *values in _fetch(sql, [*base_params, *params]):
+        # int(): PostgreSQL sums as numeric or bigint; None for the sums of no row.
+        sums = dict(zip(_KEYS, (int(value or 0) for value in values), strict=True))
+        if kind in ("total", "first"):
+            overview[kind] = sums
+        elif kind in ("pages", "made"):
+            overview[kind][int(key)] = sums["visits"]
+        else:
+            overview[kind].append({"value": key, **sums})
+    if "total" in overview:
+        overview["total"]["visitors"] = sum(overview["made"].values())
+    return overview
+
+
+def _ranked_rows(rows: list[dict], *, visitors: bool = False) -> list[dict]:
+    """visit_overview's rows of one dimension as dimension_breakdown gives them."""
+    return [
+        {
+            "value": row["value"],
+            "visits": row["visits"],
+            "pageviews": row["pageviews"],
+            "returning_visits": row["returning_visits"],
+            "bounce_rate": row["bounces"] / row["visits"],
+            "avg_visit_seconds": row["duration_seconds"] / row["visits"],
+            **({"visitors": row["visitors"]} if visitors else {}),
+        }
+        for row in rows
+    ]
+
+
+def overview_breakdowns(overview: dict, dimensions: list[str]) -> dict[str, list[dict]]:
+    return {dimension: _ranked_rows(overview[dimension]) for dimension in dimensions}
+
+
+def overview_countries(overview: dict) -> list[dict]:
+    return [
+        {key: row[key] for key in ("visitors", "visits", "pageviews", "bounce_rate")}
+        | {"country": row["value"]}
+        for row in _ranked_rows(overview[Dimension.COUNTRY], visitors=True)
+    ]
+
+
+def overview_pages_histogram(overview: dict) -> list[dict]:
     lowest = sorted(BUCKET_LOWEST.items(), key=lambda item: item[1])
     counts = dict.fromkeys(PAGES_BUCKETS, 0)
-    for pageviews, total in rows:
+    for pageviews, visits in overview["pages"].items():
         bucket = next(name for name, least in reversed(lowest) if pageviews >= least)
-        counts[bucket] += total
+        counts[bucket] += visits
     return [{"bucket": bucket, "visits": counts[bucket]} for bucket in PAGES_BUCKETS]
 
 
-def visits_per_visitor_filtered(
-    *, filters: Filters, start: dt.datetime, end: dt.datetime
-) -> list[dict]:
-    """The visitors of the filtered visits by how many of those visits they made."""
-    per_visitor = (
-        visits_filtered(filters=filters, start=start, end=end)
-        .values("tracking_id")
-        .annotate(made=Count("id"))
-        .values("made")
-    )
-    sql, params = per_visitor.query.sql_with_params()
-    counts = dict(
-        _fetch(f"SELECT made, count(*) FROM ({sql}) per_visitor GROUP BY made", list(params))
-    )
+def overview_visitors_histogram(overview: dict) -> list[dict]:
     result = []
     for index, (label, least) in enumerate(VISITS_BUCKETS):
         most = VISITS_BUCKETS[index + 1][1] if index + 1 < len(VISITS_BUCKETS) else None
-        result.append(
-            {
-                "bucket": label,
-                "visitors": sum(
-                    int(total)
-                    for made, total in counts.items()
-                    if made >= least and (most is None or made < most)
-                ),
-            }
+        visitors = sum(
+            count
+            for made, count in overview["made"].items()
+            if made >= least and (most is None or made < most)
         )
+        result.append({"bucket": label, "visitors": visitors})
     return result
 
 
@@ -166,62 +252,6 @@ def busiest_filtered(
         "-pageviews", "-duration_seconds", "tracking_id", "number"
     )
     return list(rows.values(*VISIT_FIELDS)[:limit])
-
-
-def _breakdown_rows(
-    visits: QuerySet[VisitSummary], *, field: str, limit: int | None, visitors: bool = False
-) -> list[dict]:
-    sums = {key: value for key, value in VISIT_SUMS.items() if key != "visitors" or visitors}
-    rows = (
-        visits.values(field)
-        .annotate(**{f"total_{key}": value for key, value in sums.items()})
-        .order_by("-total_visits", field)
-    )
-    if limit:
-        rows = rows[:limit]
-    result = []
-    for row in rows:
-        count = row["total_visits"]
-        item = {
-            "value": row[field],
-            "visits": count,
-            "pageviews": int(row["total_pageviews"]),
-            "returning_visits": row["total_returning_visits"],
-            "bounce_rate": row["total_bounces"] / count,
-            "avg_visit_seconds": int(row["total_duration_seconds"]) / count,
-        }
-        if visitors:
-            item["visitors"] = row["total_visitors"]
-        result.append(item)
-    return result
-
-
-def breakdown_filtered(
-    *,
-    filters: Filters,
-    start: dt.datetime,
-    end: dt.datetime,
-    dimensions: list[str],
-    limit: int | None,
-) -> dict[str, list[dict]]:
-    """dimension_breakdown under filters: per dimension its top values, one query each."""
-    visits = visits_filtered(filters=filters, start=start, end=end)
-    return {
-        dimension: _breakdown_rows(visits, field=dimension, limit=limit) for dimension in dimensions
-    }
-
-
-def countries_filtered(
-    *, filters: Filters, start: dt.datetime, end: dt.datetime, limit: int = COUNTRIES_LIMIT
-) -> list[dict]:
-    """top_countries under filters: visits, distinct visitors, pageviews, bounce rate."""
-    visits = visits_filtered(filters=filters, start=start, end=end)
-    rows = _breakdown_rows(visits, field=Dimension.COUNTRY, limit=limit, visitors=True)
-    return [
-        {"country": row["value"], **{key: row[key] for key in ("visitors", "visits")}}
-        | {key: row[key] for key in ("pageviews", "bounce_rate")}
-        for row in rows
-    ]
 
 
 def pageviews_of(visits: QuerySet[VisitSummary], *, start: dt.datetime) -> QuerySet[Visit]:
@@ -310,7 +340,8 @@ def visits_for_export_filtered(*, filters: Filters, start: dt.datetime, end: dt.
 
 def stats_filtered(*, filters: Filters, start: dt.datetime, end: dt.datetime) -> dict:
     """stats_from_rollups' figures (and "events") under filters."""
-    headline = headline_filtered(filters=filters, start=start, end=end)
+    overview = visit_overview(filters=filters, start=start, end=end, limit=COUNTRIES_LIMIT)
+    headline = headline_filtered(filters=filters, start=start, end=end, overview=overview)
     current = headline["current"]
     return {
         "start": start.isoformat(),
@@ -328,13 +359,9 @@ def stats_filtered(*, filters: Filters, start: dt.datetime, end: dt.datetime) ->
         "previous": headline["previous"],
         "change": headline["change"],
         "top_pages": top_pages_filtered(filters=filters, start=start, end=end, limit=10),
-        "visits_per_visitor_histogram": visits_per_visitor_filtered(
-            filters=filters, start=start, end=end
-        ),
-        "pages_per_visit_histogram": pages_per_visit_filtered(
-            filters=filters, start=start, end=end
-        ),
-        "countries": countries_filtered(filters=filters, start=start, end=end),
+        "visits_per_visitor_histogram": overview_visitors_histogram(overview),
+        "pages_per_visit_histogram": overview_pages_histogram(overview),
+        "countries": overview_countries(overview),
         "timeseries": [
             {**point, "t": point["t"].isoformat()}
             for point in timeseries_filtered(filters=filters, start=start, end=end)

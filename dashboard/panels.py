@@ -231,13 +231,14 @@ def panel_context(
     )
     context: dict = {}
     computed: dict[str, dict] = {}
+    memo: dict = {}  # what the filtered parts of this request share
     for part in parts:
         key = keys.get(part)
         if key in hits:
             context.update(hits[key])
             continue
         values = (
-            filtered_part(part, period=period, filters=filters, page=page, now=now)
+            filtered_part(part, period=period, filters=filters, page=page, now=now, memo=memo)
             if filters
             else None
         )

@@ -340,11 +340,20 @@ class FilteredPanelsTests:
         filters = filters_parse(_as_querydict(case))
         expected = Reference(traffic, filters)
         span = {"filters": filters, "start": start, "end": end}
-        breakdowns = filtered_queries.breakdown_filtered(
-            **span, dimensions=list(FIELD_OF.values()), limit=None
-        )
+        overview = filtered_queries.visit_overview(**span, limit=None)
+        breakdowns = filtered_queries.overview_breakdowns(overview, list(FIELD_OF.values()))
         for dimension in FIELD_OF.values():
             assert breakdowns[dimension] == expected.breakdown(start, end, dimension), dimension
+        assert filtered_queries.overview_countries(overview) == expected.countries(start, end)
+        in_range = expected.in_range(start, end)
+        assert filtered_queries.overview_pages_histogram(overview) == (
+            reference.pages_per_visit(in_range, start=start, end=end)
+        )
+        assert filtered_queries.overview_visitors_histogram(overview) == (
+            reference.visits_per_visitor(in_range, start=start, end=end)
+        )
+        headline = filtered_queries.headline_filtered(**span, overview=overview)
+        assert headline["current"] == expected.headline(start, end)
         busiest = filtered_queries.busiest_filtered(**span, limit=10)
         ranked = sorted(
             expected.in_range(start, end),
@@ -362,7 +371,7 @@ class FilteredPanelsTests:
         )
         assert filtered_queries.timeseries_filtered(**span) == series
         first_visits = [visit for visit in expected.in_range(start, end) if visit.number == 1]
-        assert filtered_queries.new_visitor_count_filtered(**span) == len(first_visits)
+        assert overview["first"]["visits"] == len(first_visits)
         table = filtered_queries.visitors_page_filtered(**span, page=1, per_page=1000)
         assert {row["tracking_id"] for row in table} == {v.tracking_id for v in first_visits}
 

@@ -101,7 +101,9 @@ def _pages(*, period: Period, path: str, page: int, now: dt.datetime, breakdowns
     }
 
 
-def _countries(*, period: Period, path: str, page: int, now: dt.datetime, breakdowns: dict) -> dict:
+def _countries(
+    *, period: Period, path: str, page: int, now: dt.datetime, breakdowns: dict
+) -> dict:
     return {
         "countries": queries.top_countries(
             start=period.start,

@@ -76,7 +76,9 @@ class EventFiguresTests:
 
     def test_stats_json_events_of_one_day(self, staff_client, known_events):
         figures = staff_client.get("/dashboard/api/stats.json?start=2026-01-11&end=2026-01-11")
-        assert figures.json()["events"] == reference(known_events, start=at(11, 0), end=at(12, 0))
+        assert figures.json()["events"] == reference(
+            known_events, start=at(11, 0), end=at(12, 0)
+        )
 
     def test_stats_json_events_empty_range(self, staff_client, known_events):
         figures = staff_client.get("/dashboard/api/stats.json?start=2026-02-01&end=2026-02-02")
@@ -114,7 +116,7 @@ class EventPanelTests:
         html = body(response)
         assert response.status_code == 200
         assert html.count("<tr style") == 2  # plan=pro (2 visitors, 3 times) and plan=free
-        assert 'pro</td><td class="num">2</td><td class="num">3</td>' in html
+        assert "pro</td><td class=\"num\">2</td><td class=\"num\">3</td>" in html
 
     def test_event_props_escape_hostile_values(self, staff_client, known_events):
         html = body(staff_client.get(f"/dashboard/events/props/?{RANGE_QUERY}&name=purchase"))

@@ -73,7 +73,7 @@ def expected_week() -> dict:
 
 def parts(message) -> tuple[str, str]:
     """The plain-text body and the HTML alternative of an EmailMultiAlternatives."""
-    ((html, mimetype),) = message.alternatives
+    (html, mimetype), = message.alternatives
     assert mimetype == "text/html"
     return message.body, html
 
@@ -132,7 +132,7 @@ class ReportRenderTests:
         for row in expected["pages"][: reports.REPORT_ROWS]:
             assert f"  {row['pageviews']}  {row['visitors']}  {row['path']}\n" in text
         top = expected["pages"][0]
-        assert f'<td style="padding:4px 6px;word-break:break-all;">{top["path"]}</td>' in html
+        assert f"<td style=\"padding:4px 6px;word-break:break-all;\">{top['path']}</td>" in html
         for value, row in expected["sources"].items():
             assert f"  {row['visits']}  {value or '(direct)'}\n" in text
 
@@ -347,7 +347,9 @@ class ReportSmtpTests:
         assert "Visits                 7 (n/a)" in text
         assert "&lt;img src=x onerror=alert(1)&gt;" in html
 
-    def test_refused_send_retried_by_celery_then_sent_once(self, subscribers, smtp_server, caplog):
+    def test_refused_send_retried_by_celery_then_sent_once(
+        self, subscribers, smtp_server, caplog
+    ):
         _, weekly = subscribers
         ReportSubscription.objects.exclude(user=weekly).delete()
         mailbox = smtp_server(Mailbox(refusals=2))

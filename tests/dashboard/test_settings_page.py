@@ -141,7 +141,7 @@ class SharedLinkSettingsTests:
         text = body(response)
         assert response.status_code == 200
         link = SharedLink.objects.get()
-        start = text.index("data-new-link") - 200
+        start = text.index('data-new-link') - 200
         url = text[start:].split('value="', 1)[1].split('"', 1)[0]
         assert url.startswith("http://testserver/share/") and url.endswith("/")
         token = url.removeprefix("http://testserver/share/").removesuffix("/")

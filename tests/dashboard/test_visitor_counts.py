@@ -60,7 +60,9 @@ class VisitorCountTests:
             top = queries.top_pages(**span, limit=None)
             assert {row["path"]: row for row in top} == reference.top_pages(views, **span)
             countries = queries.top_countries(**span, limit=100)
-            assert {row["country"]: row for row in countries} == reference.countries(visits, **span)
+            assert {row["country"]: row for row in countries} == reference.countries(
+                visits, **span
+            )
 
     def test_top_pages_limited_keep_exact_visitors(self):
         first = datetime(2026, 5, 4, 21, 0, tzinfo=UTC)

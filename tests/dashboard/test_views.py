@@ -175,6 +175,7 @@ class PageAndPartialTests:
         direct = text.split("(direct)</a></td>")[1].split("</tr>")[0]
         assert '<td class="num">3</td><td class="num">33%</td>' in direct
 
+
     def test_countries_panel_shows_flag_name_visitors_visits_bounce(self, staff_client, known_data):
         text = body(
             staff_client.get(

@@ -75,6 +75,8 @@ class DashboardFilterForm(forms.Form):
     end = forms.DateField(required=False, input_formats=["%Y-%m-%d"])
     path = forms.CharField(required=False, max_length=PATH_MAX_LENGTH, strip=True)
     page = forms.IntegerField(required=False, min_value=1, max_value=MAX_PAGE)
+    # "1" draws the previous period beside the current one on the time series.
+    compare = forms.ChoiceField(choices=[("1", "compare")], required=False)
 
     def clean_path(self) -> str:
         path = self.cleaned_data["path"]
@@ -127,7 +129,8 @@ class DashboardFilterForm(forms.Form):
     def query_string(self, **changes: object) -> str:
         """The current valid parameters as a query string, with some replaced or dropped (None)."""
         params = {
-            name: self.cleaned_data.get(name) for name in ("range", "start", "end", "path", "page")
+            name: self.cleaned_data.get(name)
+            for name in ("range", "start", "end", "path", "compare", "page")
         }
         params.update(changes)
         if changes.get("range"):

@@ -75,10 +75,19 @@ def _visits(*, period: Period, path: str, page: int, now: dt.datetime, breakdown
 
 def _over_time(*, period: Period, path: str, page: int, now: dt.datetime, breakdowns: dict) -> dict:
     points = queries.timeseries(start=period.start, end=period.end, path=path)
+    # Both figures are cached together: switching the comparison on or off reads nothing new.
+    previous = queries.timeseries(start=period.previous.start, end=period.previous.end, path=path)
     return {
-        "timeseries": points,
+        # Each bucket with the one of the previous period that the comparison draws under it.
+        "timeseries": [
+            {**point, "previous": before}
+            for point, before in zip(points, previous + [None] * len(points), strict=False)
+        ],
         "timeseries_hourly": period.hourly,
         "timeseries_figure": charts.timeseries_figure(points, hourly=period.hourly),
+        "timeseries_compare_figure": charts.timeseries_figure(
+            points, hourly=period.hourly, previous=previous
+        ),
     }
 
 

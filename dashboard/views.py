@@ -121,6 +121,8 @@ def _dashboard_page(
         "query": form.query_string(page=None),
         "range_query": form.query_string(path=None, page=None),
         "range_links": form.range_links(period),
+        "compare": form.cleaned_data["compare"] == "1",
+        "compare_query": form.query_string(compare=None if form.cleaned_data["compare"] else "1"),
         "time_zone": timezone.get_current_timezone_name(),
         "visit_timeout": settings.TRACKER_VISIT_TIMEOUT,
         "dashboard_url": dashboard_url,

@@ -109,9 +109,7 @@ def _pages(*, period: Period, path: str, page: int, now: dt.datetime, breakdowns
     }
 
 
-def _countries(
-    *, period: Period, path: str, page: int, now: dt.datetime, breakdowns: dict
-) -> dict:
+def _countries(*, period: Period, path: str, page: int, now: dt.datetime, breakdowns: dict) -> dict:
     return {
         "countries": queries.top_countries(
             start=period.start,
@@ -129,6 +127,12 @@ def _sessions(*, period: Period, path: str, page: int, now: dt.datetime, breakdo
     sessions = queries.visitors_page(
         start=period.start, end=period.end, page=page, per_page=SESSIONS_PER_PAGE, path=path
     )
+    counters = event_queries.visitor_event_counts(
+        tracking_ids=[visitor["tracking_id"] for visitor in sessions]
+    )
+    sessions = [
+        {**visitor, "events": counters.get(visitor["tracking_id"], [])} for visitor in sessions
+    ]
     first = (page - 1) * SESSIONS_PER_PAGE + 1
     return {
         "sessions": sessions,

@@ -22,7 +22,16 @@ import logging
 
 from django.db import connection, transaction
 
-from tracker.models import AggregationState, Event, Goal, GoalHit, Visit
+from tracker.events import EventRefused, event_name_clean
+from tracker.models import (
+    PATH_MAX_LENGTH,
+    PROP_MAX_LENGTH,
+    AggregationState,
+    Event,
+    Goal,
+    GoalHit,
+    Visit,
+)
 
 logger = logging.getLogger(__name__)
 
@@ -152,3 +161,61 @@ def goal_match_changed(goal: Goal, previous: Goal | None) -> bool:
     return previous is None or any(
         getattr(goal, field) != getattr(previous, field) for field in MATCH_FIELDS
     )
+
+
+def goal_definition_errors(
+    *, kind: str, match: str, prop_key: str, prop_value: str
+) -> dict[str, list[str]]:
+    """Return what is wrong with a goal's match (field -> messages); empty when it is valid.
+
+    Page patterns start with "/" (``*`` wildcards); event goals name an event and optionally one
+    property, both named by the events' own rules (``tracker.events``).
+    """
+    errors: dict[str, list[str]] = {}
+    if kind not in Goal.Kind.values:
+        return {"kind": ["Choose page or event."]}
+    if kind == Goal.Kind.PAGE:
+        if not match.startswith("/"):
+            errors["match"] = ['A page pattern starts with "/" (use * as a wildcard).']
+        elif len(match) > PATH_MAX_LENGTH or not match.isprintable():
+            errors["match"] = [
+                f"A page pattern is at most {PATH_MAX_LENGTH} printable characters."
+            ]
+        if prop_key or prop_value:
+            errors["prop_key"] = ["Only event goals can match a property."]
+        return errors
+    try:
+        event_name_clean(match)
+    except EventRefused as error:
+        errors["match"] = [f"Event name: {error}."]
+    if prop_key:
+        try:
+            event_name_clean(prop_key)
+        except EventRefused as error:
+            errors["prop_key"] = [f"Property name: {error}."]
+        if not prop_value:
+            errors["prop_value"] = ["Give the value the property must have."]
+        elif len(prop_value) > PROP_MAX_LENGTH or not prop_value.isprintable():
+            errors["prop_value"] = [
+                f"A property value is at most {PROP_MAX_LENGTH} printable characters."
+            ]
+    elif prop_value:
+        errors["prop_key"] = ["Name the property whose value must match."]
+    return errors
+
+
+def goal_create(
+    *, name: str, kind: str, match: str, prop_key: str = "", prop_value: str = ""
+) -> Goal:
+    """Create a goal (already validated) and queue the build of its hits after commit."""
+    with transaction.atomic():
+        goal = Goal.objects.create(
+            name=name, kind=kind, match=match, prop_key=prop_key, prop_value=prop_value
+        )
+        goal_hits_rebuild_later(goal_id=goal.id)
+    return goal
+
+
+def goal_delete(*, goal_id: int) -> None:
+    """Delete a goal and its hits; raise ``ProtectedError`` while a funnel step uses it."""
+    Goal.objects.filter(id=goal_id).delete()

@@ -14,9 +14,10 @@ import datetime as dt
 import hashlib
 from collections.abc import Callable
 
+from django.conf import settings
 from django.core.cache import cache
 
-from dashboard import charts, event_queries, queries
+from dashboard import charts, event_queries, goal_queries, queries
 from dashboard.forms import Period
 from tracker.models import AggregationState
 
@@ -136,6 +137,14 @@ def _events(*, period: Period, path: str, page: int, now: dt.datetime, breakdown
     return {"events": event_queries.event_totals(start=period.start, end=period.end)}
 
 
+def _goals(*, period: Period, path: str, page: int, now: dt.datetime, breakdowns: dict) -> dict:
+    # Read fresh, not cached: a goal added or changed rebuilds its hits outside aggregation.
+    return {
+        "goals": goal_queries.goal_totals(start=period.start, end=period.end),
+        "currency": settings.TRACKER_CURRENCY,
+    }
+
+
 # Each panel (an htmx target) is made of parts; parts named in CACHED_PARTS read rollups only.
 PANELS: dict[str, list[str]] = {
     "cards": ["headline", "live"],
@@ -148,6 +157,7 @@ PANELS: dict[str, list[str]] = {
     "countries": ["countries"],
     "sessions": ["sessions"],
     "events": ["events"],
+    "goals": ["goals"],
 }
 PARTS: dict[str, Callable[..., dict]] = {
     "headline": _headline,
@@ -160,12 +170,14 @@ PARTS: dict[str, Callable[..., dict]] = {
     "countries": _countries,
     "sessions": _sessions,
     "events": _events,
+    "goals": _goals,
 }
 CACHED_PARTS = {
     "headline", "visits", "over-time", "pages", "sources", "tech", "countries", "events",
 }  # fmt: skip
 PAGE_PANELS = [
-    "cards", "visits", "over-time", "pages", "sources", "tech", "countries", "events", "sessions",
+    "cards", "visits", "over-time", "pages", "sources", "tech", "countries", "events", "goals",
+    "sessions",
 ]  # fmt: skip
 
 
@@ -236,4 +248,5 @@ def stats_figures(*, period: Period, path: str, now: dt.datetime) -> dict:
         figures = queries.stats_from_rollups(start=period.start, end=period.end, path=path)
         figures["events"] = event_queries.event_totals(start=period.start, end=period.end)
         cache.set(key, figures, timeout=PANEL_CACHE_SECONDS)
-    return {**figures, "live_sessions": queries.live_visitors(now=now)}
+    goals = goal_queries.goal_stats(start=period.start, end=period.end)  # fresh, as the panel
+    return {**figures, "goals": goals, "live_sessions": queries.live_visitors(now=now)}

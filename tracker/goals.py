@@ -219,3 +219,26 @@ def goal_create(
 def goal_delete(*, goal_id: int) -> None:
     """Delete a goal and its hits; raise ``ProtectedError`` while a funnel step uses it."""
     Goal.objects.filter(id=goal_id).delete()
+
+
+# Goals that match generate_traffic's pages and events (make demo).
+DEMO_GOALS = [
+    ("Signed up", Goal.Kind.EVENT, "signup", "", ""),
+    ("Purchased", Goal.Kind.EVENT, "purchase", "", ""),
+    ("Bought the team plan", Goal.Kind.EVENT, "purchase", "plan", "team"),
+    ("Viewed pricing", Goal.Kind.PAGE, "/pricing/", "", ""),
+    ("Read the docs", Goal.Kind.PAGE, "/docs/*", "", ""),
+]
+
+
+def goals_demo_create() -> int:
+    """Create the demo goals when there are no goals at all, with their hits; return how many."""
+    if Goal.objects.exists():
+        return 0
+    created = Goal.objects.bulk_create(
+        Goal(name=name, kind=kind, match=match, prop_key=key, prop_value=value)
+        for name, kind, match, key, value in DEMO_GOALS
+    )
+    for goal in Goal.objects.filter(name__in=[goal.name for goal in created]):
+        goal_hits_rebuild(goal_id=goal.id)
+    return len(created)

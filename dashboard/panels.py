@@ -19,9 +19,11 @@ from django.core.cache import cache
 
 from dashboard import charts, event_queries, goal_queries, queries
 from dashboard.forms import Period
-from tracker.models import AggregationState
+from tracker.goals import MATCH_FIELDS
+from tracker.models import AggregationState, Goal
 
 Dimension = queries.Dimension
+GOAL_DEFINITION = ["name", *MATCH_FIELDS]
 SESSIONS_PER_PAGE = 25
 BREAKDOWN_LIMIT = 10
 BUSIEST_LIMIT = 10
@@ -138,7 +140,6 @@ def _events(*, period: Period, path: str, page: int, now: dt.datetime, breakdown
 
 
 def _goals(*, period: Period, path: str, page: int, now: dt.datetime, breakdowns: dict) -> dict:
-    # Read fresh, not cached: a goal added or changed rebuilds its hits outside aggregation.
     return {
         "goals": goal_queries.goal_totals(start=period.start, end=period.end),
         "currency": settings.TRACKER_CURRENCY,
@@ -173,7 +174,7 @@ PARTS: dict[str, Callable[..., dict]] = {
     "goals": _goals,
 }
 CACHED_PARTS = {
-    "headline", "visits", "over-time", "pages", "sources", "tech", "countries", "events",
+    "headline", "visits", "over-time", "pages", "sources", "tech", "countries", "events", "goals",
 }  # fmt: skip
 PAGE_PANELS = [
     "cards", "visits", "over-time", "pages", "sources", "tech", "countries", "events", "goals",
@@ -191,6 +192,13 @@ def rollups_version() -> str:
     return stamp or "none"
 
 
+def goals_version() -> str:
+    """The goals as defined now: cached goal figures follow their names and matches (a rebuild
+    of their hits restamps the aggregation state, see tracker.goals)."""
+    goals = list(Goal.objects.order_by("id").values_list("id", *GOAL_DEFINITION))
+    return hashlib.sha256(repr(goals).encode()).hexdigest()[:16]
+
+
 def part_cache_key(part: str, *, version: str, period: Period, path: str) -> str:
     """The one place that names dashboard cache keys (hashed: paths are long and arbitrary)."""
     raw = f"{version}|{part}|{period.start.isoformat()}|{period.end.isoformat()}|{path}"
@@ -205,8 +213,12 @@ def panel_context(
     keys: dict[str, str] = {}
     if any(part in CACHED_PARTS for part in parts):
         version = rollups_version()
+        # Goal figures also follow the goals' definitions.
+        version_of = {"goals": f"{version}|{goals_version()}"} if "goals" in parts else {}
         keys = {
-            part: part_cache_key(part, version=version, period=period, path=path)
+            part: part_cache_key(
+                part, version=version_of.get(part, version), period=period, path=path
+            )
             for part in parts
             if part in CACHED_PARTS
         }
@@ -242,11 +254,12 @@ def panel_context(
 
 def stats_figures(*, period: Period, path: str, now: dt.datetime) -> dict:
     """stats.json: its rollup figures cached like the panels, "live" always read fresh."""
-    key = part_cache_key("stats", version=rollups_version(), period=period, path=path)
+    version = f"{rollups_version()}|{goals_version()}"
+    key = part_cache_key("stats", version=version, period=period, path=path)
     figures = cache.get(key)
     if figures is None:
         figures = queries.stats_from_rollups(start=period.start, end=period.end, path=path)
         figures["events"] = event_queries.event_totals(start=period.start, end=period.end)
+        figures["goals"] = goal_queries.goal_stats(start=period.start, end=period.end)
         cache.set(key, figures, timeout=PANEL_CACHE_SECONDS)
-    goals = goal_queries.goal_stats(start=period.start, end=period.end)  # fresh, as the panel
-    return {**figures, "goals": goals, "live_sessions": queries.live_visitors(now=now)}
+    return {**figures, "live_sessions": queries.live_visitors(now=now)}

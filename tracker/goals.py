@@ -21,6 +21,7 @@ from __future__ import annotations
 import logging
 
 from django.db import connection, transaction
+from django.utils import timezone
 
 from tracker.events import EventRefused, event_name_clean
 from tracker.models import (
@@ -106,11 +107,13 @@ def goal_hits_insert(*, kind: str, lo: int, hi: int, goal_id: int | None = None)
 
 def _lock_watermarks() -> None:
     """Hold both aggregation watermarks until the end of the transaction (no-op on SQLite,
-    whose write transactions run alone anyway)."""
+    whose write transactions run alone anyway), and restamp them: the dashboard caches what it
+    derives under their stamp, and the hits are about to change."""
     AggregationState.objects.bulk_create(
         [AggregationState(name=name) for name in STATE_NAMES], ignore_conflicts=True
     )
     list(AggregationState.objects.select_for_update().filter(name__in=STATE_NAMES).order_by("name"))
+    AggregationState.objects.filter(name__in=STATE_NAMES).update(updated_at=timezone.now())
 
 
 def goal_hits_rebuild(*, goal_id: int) -> int:

@@ -279,3 +279,41 @@ class GoalPanelAndStatsTests:
         assert 'id="goals"' in text
         assert "&lt;b&gt;Bold&lt;/b&gt;" in text and "<b>Bold</b>" not in text
 
+
+
+class GoalCacheTests:
+    def test_cached_panel_follows_goal_changes_and_rebuilds(self, staff_client):
+        load(31)
+        url = "/dashboard/?start=2026-03-28&end=2026-03-30"
+        headers = {**HTMX, "HX-Target": "goals"}
+        stats_url = "/dashboard/api/stats.json?start=2026-03-28&end=2026-03-30"
+
+        def shown() -> tuple[str, dict]:
+            stats = json.loads(body(staff_client.get(stats_url)))
+            return body(staff_client.get(url, headers=headers)), {
+                row["name"]: row["conversions"] for row in stats["goals"]
+            }
+
+        text, stats = shown()
+        assert "Pricing" in text and "Contact" not in stats
+        # A new goal: its name at once, its figures once its hits are rebuilt.
+        contact = Goal.objects.create(name="Contact", kind="page", match="/contact/")
+        goals.goal_hits_rebuild(goal_id=contact.id)
+        start = dt.datetime(2026, 3, 28, tzinfo=dt.UTC)
+        expected = {
+            row["name"]: row["conversions"]
+            for row in Reference().totals(start=start, end=start + dt.timedelta(days=3))
+        }
+        assert expected["Contact"] > 0
+        text, stats = shown()
+        assert stats == expected
+        assert 'data-goal="Contact"' in text
+        # A rename shows at once.
+        Goal.objects.filter(pk=contact.pk).update(name="Reached contact")
+        text, stats = shown()
+        assert 'data-goal="Reached contact"' in text and stats["Reached contact"] > 0
+        # A changed match: the figures follow the rebuild.
+        Goal.objects.filter(pk=contact.pk).update(match="/nowhere/")
+        goals.goal_hits_rebuild(goal_id=contact.pk)
+        _, stats = shown()
+        assert stats["Reached contact"] == 0

@@ -49,17 +49,35 @@ RAW_TABLES = {Goal.Kind.PAGE: VISIT, Goal.Kind.EVENT: EVENT}
 NO_UPPER_BOUND = 2**63 - 1
 
 
-def _page_match_sql(postgres: bool) -> str:
-    """SQL true when the page view ``v`` matches the page goal ``g``."""
+def page_pattern(match: str, *, postgres: bool) -> str:
+    """The goal's path pattern for LIKE (PostgreSQL, with ``\\`` as the escape) or GLOB (SQLite)."""
     if postgres:
         # Backslash first, so the escapes added for % and _ stay escapes.
-        like = (
-            r"replace(replace(replace(replace(g.match, '\', '\\'), '%%', '\%%'), '_', '\_'),"
-            " '*', '%%')"
-        )
-        return rf"v.path LIKE {like} ESCAPE '\'"
+        escaped = match.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_")
+        return escaped.replace("*", "%")
     # GLOB is case-sensitive; '*' is already its wildcard, '?' and '[' are made literal.
-    return "v.path GLOB replace(replace(g.match, '[', '[[]'), '?', '[?]')"
+    return match.replace("[", "[[]").replace("?", "[?]")
+
+
+def _page_insert(goals: list[tuple[int, str]], *, postgres: bool) -> tuple[str, list]:
+    """Insert the page goals' hits among the page views with ids in (lo, hi]; params to follow:
+    lo, hi.
+
+    Each goal's pattern is a constant of the statement: a pattern read from a column would be
+    compiled again for every row (four times slower at a million page views).
+    """
+    operator = "LIKE %s ESCAPE '\\'" if postgres else "GLOB %s"
+    ids = " UNION ALL ".join("SELECT %s AS id" for _ in goals)
+    matches = " OR ".join(f"(g.id = %s AND v.path {operator})" for _ in goals)
+    params: list = [goal_id for goal_id, _ in goals]
+    for goal_id, match in goals:
+        params += [goal_id, page_pattern(match, postgres=postgres)]
+    sql = f"""INSERT INTO {GOAL_HIT} (goal_id, raw_id, tracking_id, reached_at, revenue)
+        SELECT g.id, v.id, v.tracking_id, v.visited_at, NULL
+        FROM {VISIT} v JOIN ({ids}) g ON {matches}
+        WHERE v.id > %s AND v.id <= %s
+        ON CONFLICT (goal_id, raw_id) DO NOTHING"""
+    return sql, params
 
 
 def _prop_sql(postgres: bool) -> str:
@@ -70,21 +88,16 @@ def _prop_sql(postgres: bool) -> str:
     return """json_extract(e.props, '$."' || g.prop_key || '"')"""
 
 
-def _insert_sql(kind: str, *, postgres: bool, one_goal: bool) -> str:
-    """Insert the hits of the raw rows of ``kind`` with ids in (lo, hi]; params: lo, hi and,
+def _event_insert_sql(*, postgres: bool, one_goal: bool) -> str:
+    """Insert the event goals' hits among the events with ids in (lo, hi]; params: lo, hi and,
     with ``one_goal``, the goal's id."""
-    columns = f"INSERT INTO {GOAL_HIT} (goal_id, raw_id, tracking_id, reached_at, revenue)"
     goal = " AND g.id = %s" if one_goal else ""
-    if kind == Goal.Kind.PAGE:
-        select = f"""SELECT g.id, v.id, v.tracking_id, v.visited_at, NULL
-            FROM {VISIT} v JOIN {GOAL} g ON g.kind = 'page' AND {_page_match_sql(postgres)}
-            WHERE v.id > %s AND v.id <= %s{goal}"""
-    else:
-        select = f"""SELECT g.id, e.id, e.tracking_id, e.occurred_at, e.revenue
-            FROM {EVENT} e JOIN {GOAL} g ON g.kind = 'event' AND e.name = g.match
-            WHERE e.id > %s AND e.id <= %s{goal}
-                AND (g.prop_key = '' OR {_prop_sql(postgres)} = g.prop_value)"""
-    return f"{columns} {select} ON CONFLICT (goal_id, raw_id) DO NOTHING"
+    return f"""INSERT INTO {GOAL_HIT} (goal_id, raw_id, tracking_id, reached_at, revenue)
+        SELECT g.id, e.id, e.tracking_id, e.occurred_at, e.revenue
+        FROM {EVENT} e JOIN {GOAL} g ON g.kind = 'event' AND e.name = g.match
+        WHERE e.id > %s AND e.id <= %s{goal}
+            AND (g.prop_key = '' OR {_prop_sql(postgres)} = g.prop_value)
+        ON CONFLICT (goal_id, raw_id) DO NOTHING"""
 
 
 def goal_hits_insert(*, kind: str, lo: int, hi: int, goal_id: int | None = None) -> int:
@@ -96,12 +109,20 @@ def goal_hits_insert(*, kind: str, lo: int, hi: int, goal_id: int | None = None)
     goals = Goal.objects.filter(kind=kind)
     if goal_id is not None:
         goals = goals.filter(id=goal_id)
-    if not goals.exists():  # no scan of the batch for nothing
-        return 0
     postgres = connection.vendor == "postgresql"
-    params = [lo, hi] if goal_id is None else [lo, hi, goal_id]
+    if kind == Goal.Kind.PAGE:
+        page_goals = list(goals.values_list("id", "match"))
+        if not page_goals:  # no scan of the batch for nothing
+            return 0
+        sql, params = _page_insert(page_goals, postgres=postgres)
+        params += [lo, hi]
+    else:
+        if not goals.exists():
+            return 0
+        sql = _event_insert_sql(postgres=postgres, one_goal=goal_id is not None)
+        params = [lo, hi] if goal_id is None else [lo, hi, goal_id]
     with connection.cursor() as cursor:
-        cursor.execute(_insert_sql(kind, postgres=postgres, one_goal=goal_id is not None), params)
+        cursor.execute(sql, params)
         return max(cursor.rowcount, 0)
 
 

@@ -1,18 +1,20 @@
 """How fast the dashboard answers as the raw table grows: p50 / p95 per page and partial.
 
 A dedicated PostgreSQL database (``dashboard_bench``, dropped and created here) is filled with
-``generate_traffic`` over 30 days and aggregated; then a subprocess pointed at it by
-``DATABASE_URL`` requests the full dashboard page and each htmx partial for the 30-day range
-through Django's test client (view, queries and templates; no network), as a staff user, once
-with the panel cache emptied before every request (cold, as just after an aggregation run) and
-once with it filled (warm).
+``generate_traffic`` over 30 days (page views, their events and the demo goals) and aggregated;
+then a subprocess pointed at it by ``DATABASE_URL`` requests the full dashboard page and each
+htmx partial for the 30-day range through Django's test client (view, queries and templates; no
+network), as a staff user, once with the panel cache emptied before every request (cold, as just
+after an aggregation run) and once with it filled (warm).
 The raw table then grows to the next size (more sessions over the same 30 days, aggregated
 incrementally) and the same requests are measured again, so the sizes compare like with like.
 
 Environment: ``BENCH_POSTGRES`` (server URL without a database, default
 ``postgres://postgres@127.0.0.1:5432``), ``BENCH_DASHBOARD_VISITS`` (comma-separated raw visit
 counts, default ``1000000,10000000``), ``BENCH_DASHBOARD_REQUESTS`` (per target, default 40),
-``BENCH_DASHBOARD_REUSE=1`` (top up the database left by an earlier run instead of recreating it).
+``BENCH_DASHBOARD_REUSE=1`` (top up the database left by an earlier run instead of recreating it),
+``BENCH_DASHBOARD_DB`` (the database's name, default ``dashboard_bench``),
+``BENCH_DASHBOARD_ONLY`` (comma-separated target labels to measure, default all).
 """
 
 from __future__ import annotations
@@ -29,7 +31,7 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 PYTHON = sys.executable
 POSTGRES = os.environ.get("BENCH_POSTGRES", "postgres://postgres@127.0.0.1:5432")
-BENCH_DB = "dashboard_bench"
+BENCH_DB = os.environ.get("BENCH_DASHBOARD_DB", "dashboard_bench")
 SIZES = [
     int(size) for size in os.environ.get("BENCH_DASHBOARD_VISITS", "1000000,10000000").split(",")
 ]
@@ -54,8 +56,12 @@ TARGETS = [
     ("partial: tech", "range=30d", "tech"),
     ("partial: sessions (page 1)", "range=30d", "sessions"),
     ("partial: sessions (page 200)", "range=30d&page=200", "sessions"),
+    ("partial: goals", "range=30d", "goals"),
     ("stats.json", "range=30d", "json"),
 ]
+ONLY = [label for label in os.environ.get("BENCH_DASHBOARD_ONLY", "").split(",") if label]
+if ONLY:
+    TARGETS = [target for target in TARGETS if target[0] in ONLY]
 
 
 def _bench_env(var_dir: str) -> dict[str, str]:
@@ -110,6 +116,7 @@ def _grow_to(env: dict[str, str], visits: int, *, seed: int) -> tuple[int, float
             str(DAYS),
             "--seed",
             str(seed),
+            "--demo-goals",
             "--verbosity",
             "0",
         )

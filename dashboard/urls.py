@@ -2,7 +2,7 @@ from __future__ import annotations
 
 from django.urls import path
 
-from dashboard import views
+from dashboard import goal_views, views
 
 app_name = "dashboard"
 
@@ -15,6 +15,8 @@ urlpatterns = [
     path("events/props/", views.event_props, name="event-props"),
     path("api/stats.json", views.stats_json, name="stats"),
     path("settings/", views.settings_page, name="settings"),
+    path("goals/", goal_views.goals_page, name="goals"),
+    path("goals/<int:goal_id>/delete/", goal_views.goal_delete, name="goal-delete"),
     path("settings/reports/", views.reports_update, name="settings-reports"),
     path("settings/links/", views.shared_link_create, name="settings-links"),
     path(

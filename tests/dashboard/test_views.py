@@ -327,14 +327,16 @@ class QueryCountTests:
     Two of them are the login's session and user; one reads the aggregation stamp; one ranks
     the visit dimensions of every panel that shows some; the events panel reads one (a second
     for its visitors when there are events); the visitors table one more for its rows' events;
-    the time series reads the previous period's too, for the comparison.
+    the time series reads the previous period's too, for the comparison; the goals panel reads
+    the goals' definitions for its cache key and, cold, the goals (with goals: one more for
+    their hits and two for the range's visitors).
     """
 
     @pytest.mark.parametrize(
         ("target", "cold", "warm"),
         [
-            (None, 22, 7),
-            ("panels", 22, 7),
+            (None, 24, 8),
+            ("panels", 24, 8),
             ("cards", 7, 4),
             ("live", 3, 3),
             ("visits", 6, 3),
@@ -345,6 +347,7 @@ class QueryCountTests:
             ("countries", 5, 3),
             ("sessions", 5, 5),
             ("events", 4, 3),
+            ("goals", 5, 4),
         ],
     )
     def test_query_counts(
@@ -361,8 +364,8 @@ class QueryCountTests:
         self, staff_client, known_data, django_assert_num_queries
     ):
         for url, queries in [
-            (f"/dashboard/api/stats.json?{RANGE_QUERY}", 16),
-            (f"/dashboard/api/stats.json?{RANGE_QUERY}", 4),  # cached figures, fresh "live"
+            (f"/dashboard/api/stats.json?{RANGE_QUERY}", 18),
+            (f"/dashboard/api/stats.json?{RANGE_QUERY}", 5),  # cached figures, fresh "live"
             (f"/dashboard/export/pages.csv?{RANGE_QUERY}", 4),
             (f"/dashboard/export/sessions.csv?{RANGE_QUERY}", 3),
             (f"/dashboard/export/events.csv?{RANGE_QUERY}", 3),

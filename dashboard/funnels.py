@@ -23,21 +23,17 @@ Definitions (the README's metric definitions say the same):
 from __future__ import annotations
 
 import datetime as dt
+import hashlib
 
+from django.core.cache import cache
 from django.db import connection
 from django.db.models import Prefetch, QuerySet
 
+from dashboard.funnel_charts import funnel_figure
 from tracker.models import Funnel, FunnelStep, GoalHit, VisitSummary
 from tracker.rollups import _Dialect
 
-FUNNEL_STEP_COLUMNS = [
-    "name",
-    "visitors",
-    "conversion_from_previous",
-    "conversion_from_first",
-    "drop_off",
-    "median_seconds",
-]
+FUNNEL_CACHE_SECONDS = 15 * 60  # as the dashboard's other panels
 
 
 def funnels_with_steps() -> QuerySet[Funnel]:
@@ -225,3 +221,47 @@ def funnel_reports(
         funnel_report(funnel=funnel, start=start, end=end, visits=visits)
         for funnel in funnels_with_steps()
     ]
+
+
+def _definitions_stamp(funnels: list[Funnel]) -> str:
+    """What the funnels' figures depend on besides the hits: their steps and goals."""
+    return repr(
+        [
+            (
+                funnel.pk,
+                funnel.name,
+                funnel.across_visits,
+                [
+                    (step.position, step.goal_id, step.goal.name, step.goal.kind,
+                     step.goal.match, step.goal.prop_key, step.goal.prop_value)
+                    for step in funnel.steps.all()
+                ],
+            )
+            for funnel in funnels
+        ]
+    )  # fmt: skip
+
+
+def funnel_panel(*, start: dt.datetime, end: dt.datetime, version: str) -> list[dict]:
+    """Every funnel's report and chart, cached under the rollups' ``version`` (goal hits change
+    only with aggregation) and the funnels' definitions (which staff change at any time)."""
+    funnels = list(funnels_with_steps())
+    if not funnels:
+        return []
+    raw = f"{version}|{start.isoformat()}|{end.isoformat()}|{_definitions_stamp(funnels)}"
+    key = f"dashboard:funnels:v1:{hashlib.sha256(raw.encode()).hexdigest()}"
+    panel = cache.get(key)
+    if panel is None:
+        panel = []
+        for funnel in funnels:
+            report = funnel_report(funnel=funnel, start=start, end=end)
+            panel.append(
+                {
+                    "id": funnel.pk,
+                    "figure_id": f"funnel-figure-{funnel.pk}",
+                    "report": report,
+                    "figure": funnel_figure(report),
+                }
+            )
+        cache.set(key, panel, timeout=FUNNEL_CACHE_SECONDS)
+    return panel

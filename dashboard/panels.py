@@ -18,6 +18,7 @@ from django.core.cache import cache
 
 from dashboard import charts, event_queries, queries
 from dashboard.forms import Period
+from dashboard.funnels import funnel_panel
 from tracker.models import AggregationState
 
 Dimension = queries.Dimension
@@ -136,6 +137,12 @@ def _events(*, period: Period, path: str, page: int, now: dt.datetime, breakdown
     return {"events": event_queries.event_totals(start=period.start, end=period.end)}
 
 
+def _funnels(*, period: Period, path: str, page: int, now: dt.datetime, breakdowns: dict) -> dict:
+    # Cached by funnel_panel itself: its figures also change when staff edit a funnel.
+    version = rollups_version()
+    return {"funnels": funnel_panel(start=period.start, end=period.end, version=version)}
+
+
 # Each panel (an htmx target) is made of parts; parts named in CACHED_PARTS read rollups only.
 PANELS: dict[str, list[str]] = {
     "cards": ["headline", "live"],
@@ -148,6 +155,7 @@ PANELS: dict[str, list[str]] = {
     "countries": ["countries"],
     "sessions": ["sessions"],
     "events": ["events"],
+    "funnels": ["funnels"],
 }
 PARTS: dict[str, Callable[..., dict]] = {
     "headline": _headline,
@@ -160,12 +168,14 @@ PARTS: dict[str, Callable[..., dict]] = {
     "countries": _countries,
     "sessions": _sessions,
     "events": _events,
+    "funnels": _funnels,
 }
 CACHED_PARTS = {
     "headline", "visits", "over-time", "pages", "sources", "tech", "countries", "events",
 }  # fmt: skip
 PAGE_PANELS = [
-    "cards", "visits", "over-time", "pages", "sources", "tech", "countries", "events", "sessions",
+    "cards", "visits", "over-time", "pages", "sources", "tech", "countries", "events", "funnels",
+    "sessions",
 ]  # fmt: skip
 
 
@@ -230,10 +240,16 @@ def panel_context(
 
 def stats_figures(*, period: Period, path: str, now: dt.datetime) -> dict:
     """stats.json: its rollup figures cached like the panels, "live" always read fresh."""
-    key = part_cache_key("stats", version=rollups_version(), period=period, path=path)
+    version = rollups_version()
+    key = part_cache_key("stats", version=version, period=period, path=path)
     figures = cache.get(key)
     if figures is None:
         figures = queries.stats_from_rollups(start=period.start, end=period.end, path=path)
         figures["events"] = event_queries.event_totals(start=period.start, end=period.end)
         cache.set(key, figures, timeout=PANEL_CACHE_SECONDS)
-    return {**figures, "live_sessions": queries.live_visitors(now=now)}
+    funnels = funnel_panel(start=period.start, end=period.end, version=version)
+    return {
+        **figures,
+        "funnels": [funnel["report"] for funnel in funnels],
+        "live_sessions": queries.live_visitors(now=now),
+    }

@@ -24,6 +24,7 @@ from __future__ import annotations
 
 import datetime as dt
 import hashlib
+from collections.abc import Callable
 
 from django.core.cache import cache
 from django.db import connection
@@ -242,13 +243,14 @@ def _definitions_stamp(funnels: list[Funnel]) -> str:
     )  # fmt: skip
 
 
-def funnel_panel(*, start: dt.datetime, end: dt.datetime, version: str) -> list[dict]:
-    """Every funnel's report and chart, cached under the rollups' ``version`` (goal hits change
-    only with aggregation) and the funnels' definitions (which staff change at any time)."""
+def funnel_panel(*, start: dt.datetime, end: dt.datetime, version: Callable[[], str]) -> list[dict]:
+    """Every funnel's report and chart, cached under the rollups' stamp (``version()``, read
+    only when there is a funnel: goal hits change only with aggregation) and the funnels'
+    definitions (which staff change at any time)."""
     funnels = list(funnels_with_steps())
     if not funnels:
         return []
-    raw = f"{version}|{start.isoformat()}|{end.isoformat()}|{_definitions_stamp(funnels)}"
+    raw = f"{version()}|{start.isoformat()}|{end.isoformat()}|{_definitions_stamp(funnels)}"
     key = f"dashboard:funnels:v1:{hashlib.sha256(raw.encode()).hexdigest()}"
     panel = cache.get(key)
     if panel is None:

@@ -101,9 +101,7 @@ def _pages(*, period: Period, path: str, page: int, now: dt.datetime, breakdowns
     }
 
 
-def _countries(
-    *, period: Period, path: str, page: int, now: dt.datetime, breakdowns: dict
-) -> dict:
+def _countries(*, period: Period, path: str, page: int, now: dt.datetime, breakdowns: dict) -> dict:
     return {
         "countries": queries.top_countries(
             start=period.start,
@@ -139,8 +137,7 @@ def _events(*, period: Period, path: str, page: int, now: dt.datetime, breakdown
 
 def _funnels(*, period: Period, path: str, page: int, now: dt.datetime, breakdowns: dict) -> dict:
     # Cached by funnel_panel itself: its figures also change when staff edit a funnel.
-    version = rollups_version()
-    return {"funnels": funnel_panel(start=period.start, end=period.end, version=version)}
+    return {"funnels": funnel_panel(start=period.start, end=period.end, version=rollups_version)}
 
 
 # Each panel (an htmx target) is made of parts; parts named in CACHED_PARTS read rollups only.
@@ -247,7 +244,7 @@ def stats_figures(*, period: Period, path: str, now: dt.datetime) -> dict:
         figures = queries.stats_from_rollups(start=period.start, end=period.end, path=path)
         figures["events"] = event_queries.event_totals(start=period.start, end=period.end)
         cache.set(key, figures, timeout=PANEL_CACHE_SECONDS)
-    funnels = funnel_panel(start=period.start, end=period.end, version=version)
+    funnels = funnel_panel(start=period.start, end=period.end, version=lambda: version)
     return {
         **figures,
         "funnels": [funnel["report"] for funnel in funnels],

@@ -380,12 +380,23 @@ class FunnelPanelTests:
             assert trace["type"] == "funnel"
             assert trace["x"] == [step["visitors"] for step in report["report"]["steps"]]
             assert f'id="funnel-figure-{report["id"]}"' in html
-            embedded = re.search(
-                rf'<script id="funnel-figure-{report["id"]}" type="application/json">(.*?)</script>',
-                html,
-                re.S,
-            )
+            script = f'<script id="funnel-figure-{report["id"]}" type="application/json">'
+            embedded = re.search(rf"{re.escape(script)}(.*?)</script>", html, re.S)
             assert json.loads(embedded.group(1)) == figure
+
+    def test_panel_query_counts(self, data, staff_client, django_assert_num_queries):
+        """Login (2), the funnels and their steps (2), the aggregation stamp (1), then one query
+        per funnel unless cached."""
+        url = f"{reverse('dashboard:index')}?range=30d"
+        headers = {**HTMX, "HX-Target": "funnels"}
+        with django_assert_num_queries(5 + len(FUNNELS)):
+            assert staff_client.get(url, headers=headers).status_code == 200
+        with django_assert_num_queries(5):
+            assert staff_client.get(url, headers=headers).status_code == 200
+        # A changed funnel is computed again at once.
+        Funnel.objects.filter(name="Pricing twice").update(across_visits=True)
+        with django_assert_num_queries(5 + len(FUNNELS)):
+            assert staff_client.get(url, headers=headers).status_code == 200
 
     def test_panel_without_funnels_says_so(self, staff_client):
         response = staff_client.get(

@@ -326,14 +326,15 @@ class QueryCountTests:
 
     Two of them are the login's session and user; one reads the aggregation stamp; one ranks
     the visit dimensions of every panel that shows some; the events panel reads one (a second
-    for its visitors when there are events).
+    for its visitors when there are events); the funnels panel reads the funnels (with none,
+    nothing more).
     """
 
     @pytest.mark.parametrize(
         ("target", "cold", "warm"),
         [
-            (None, 19, 6),
-            ("panels", 19, 6),
+            (None, 20, 7),
+            ("panels", 20, 7),
             ("cards", 7, 4),
             ("live", 3, 3),
             ("visits", 6, 3),
@@ -344,6 +345,7 @@ class QueryCountTests:
             ("countries", 5, 3),
             ("sessions", 4, 4),
             ("events", 4, 3),
+            ("funnels", 3, 3),
         ],
     )
     def test_query_counts(
@@ -360,8 +362,9 @@ class QueryCountTests:
         self, staff_client, known_data, django_assert_num_queries
     ):
         for url, queries in [
-            (f"/dashboard/api/stats.json?{RANGE_QUERY}", 16),
-            (f"/dashboard/api/stats.json?{RANGE_QUERY}", 4),  # cached figures, fresh "live"
+            (f"/dashboard/api/stats.json?{RANGE_QUERY}", 17),
+            # Cached figures; fresh "live" and funnels (none here: one query).
+            (f"/dashboard/api/stats.json?{RANGE_QUERY}", 5),
             (f"/dashboard/export/pages.csv?{RANGE_QUERY}", 4),
             (f"/dashboard/export/sessions.csv?{RANGE_QUERY}", 3),
             (f"/dashboard/export/events.csv?{RANGE_QUERY}", 3),

@@ -2,7 +2,7 @@ from __future__ import annotations
 
 from django.urls import path
 
-from dashboard import funnel_views, views
+from dashboard import funnel_views, goal_views, views
 
 app_name = "dashboard"
 
@@ -18,6 +18,8 @@ urlpatterns = [
     path("funnels/<int:funnel_id>/delete/", funnel_views.funnel_remove, name="funnel-delete"),
     path("api/stats.json", views.stats_json, name="stats"),
     path("settings/", views.settings_page, name="settings"),
+    path("goals/", goal_views.goals_page, name="goals"),
+    path("goals/<int:goal_id>/delete/", goal_views.goal_delete, name="goal-delete"),
     path("settings/reports/", views.reports_update, name="settings-reports"),
     path("settings/links/", views.shared_link_create, name="settings-links"),
     path(

@@ -3,8 +3,9 @@
 Random returning visitors (tests/dashboard/reference.py: ties on time, gaps exactly at the
 timeout, sources that split visits, visits across midnight) get events on their pages: some at
 the very time of a page view, some long after their visit's last page view, some before their
-visitor's first page view; rows arrive shuffled and in two late batches. The reference splits
-visits itself, matches goals itself and walks each visitor's hits in order.
+visitor's first page view; rows arrive shuffled and in two late batches. Aggregation stores the goal
+hits (tracker.goals); the reference splits visits itself, matches goals itself and walks each
+visitor's hits in order.
 """
 
 from __future__ import annotations
@@ -218,21 +219,6 @@ def event(tracking_id, moment, name, path, plan) -> Event:
     )
 
 
-def materialize_hits() -> None:
-    """Goal hits from the stored raw rows (a test-side stand-in for aggregation's)."""
-    goals = {goal.name: goal for goal in Goal.objects.all()}
-    hits = []
-    for goal in goals.values():
-        definition = GOALS[goal.name]
-        for row in [*Visit.objects.all(), *Event.objects.all()]:
-            if goal_matches(definition, row):
-                at = row.visited_at if isinstance(row, Visit) else row.occurred_at
-                hits.append(
-                    GoalHit(goal=goal, raw_id=row.id, tracking_id=row.tracking_id, reached_at=at)
-                )
-    GoalHit.objects.bulk_create(hits, ignore_conflicts=True)
-
-
 def define_funnels() -> None:
     goals = {
         name: Goal.objects.create(
@@ -267,14 +253,13 @@ def data(db, settings) -> Data:
     cut_views, cut_events = len(views) * 2 // 3, len(events) * 2 // 3
     Visit.objects.bulk_create(views[:cut_views])
     Event.objects.bulk_create(events[:cut_events])
+    # Aggregation materializes the goal hits (tracker.goals), batch by batch.
     visits_aggregate(batch_size=101)
     events_aggregate(batch_size=101)
-    materialize_hits()
     Visit.objects.bulk_create(views[cut_views:])
     Event.objects.bulk_create(events[cut_events:])
     visits_aggregate(batch_size=101)
     events_aggregate(batch_size=101)
-    materialize_hits()
     stored_views = list(Visit.objects.all())
     stored_events = list(Event.objects.all())
     visits = reference.split_visits(stored_views, timeout=timeout)
@@ -296,6 +281,19 @@ def all_references(data, start, end) -> list[dict]:
 
 
 class ReferenceDataTests:
+    def test_stored_hits_are_the_reference_matches(self, data):
+        """The funnels read what aggregation stored; the reference matched the raw rows."""
+        stored = {
+            (name, tracking_id, reached_at)
+            for name, tracking_id, reached_at in GoalHit.objects.values_list(
+                "goal__name", "tracking_id", "reached_at"
+            )
+        }
+        expected = {(name, hit.tracking_id, hit.at) for name, hits in data.hits.items()
+                    for hit in hits}  # fmt: skip
+        assert stored == expected
+        assert GoalHit.objects.count() == sum(len(hits) for hits in data.hits.values())
+
     def test_data_has_the_shapes_that_break_things(self, data):
         """The random data exercises what funnels are about (else they prove little)."""
         start, end = ranges["all"]

@@ -45,11 +45,15 @@ def funnels_with_steps() -> QuerySet[Funnel]:
 
 def _visit_of(hit: str) -> str:
     """SQL: the id of the visit a hit belongs to (its visitor's last visit started at or
-    before it), or NULL."""
+    before it), or NULL.
+
+    Numbers follow start times (the later of two started at once has the higher number), so
+    this reads the visitor's (tracking_id, number) index backwards and stops at the first.
+    """
     table = VisitSummary._meta.db_table
     return (
         f"(SELECT v.id FROM {table} v WHERE v.tracking_id = {hit}.tracking_id"
-        f" AND v.started_at <= {hit}.reached_at ORDER BY v.started_at DESC, v.number DESC LIMIT 1)"
+        f" AND v.started_at <= {hit}.reached_at ORDER BY v.number DESC LIMIT 1)"
     )
 
 
@@ -87,11 +91,12 @@ def _runs_sql(*, steps: int, across_visits: bool, filtered: str | None) -> tuple
                 FROM entries e {where} GROUP BY e.tracking_id, e.visit_id)"""
         )
         ctes.append(
-            f"""step1 AS (SELECT f.tracking_id, f.visit_id, f.t1,
-                (SELECT min(n.started_at) FROM {visits} v JOIN {visits} n
-                    ON n.tracking_id = v.tracking_id AND n.started_at > v.started_at
-                    WHERE v.id = f.visit_id) AS visit_end
-                FROM first_hits f)"""
+            # The next visit by number: it started after every hit of this one (else they
+            # would be its hits), so its start bounds this visit's.
+            f"""step1 AS (SELECT f.tracking_id, f.visit_id, f.t1, n.started_at AS visit_end
+                FROM first_hits f JOIN {visits} v ON v.id = f.visit_id
+                LEFT JOIN {visits} n
+                    ON n.tracking_id = v.tracking_id AND n.number = v.number + 1)"""
         )
     # Same visit: each step before the start of the visitor's next visit.
     carried = keys if across_visits else [*keys, "visit_end"]

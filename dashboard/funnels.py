@@ -43,8 +43,8 @@ def funnels_with_steps() -> QuerySet[Funnel]:
     return Funnel.objects.prefetch_related(Prefetch("steps", queryset=steps)).order_by("name")
 
 
-def _visit_of(hit: str) -> str:
-    """SQL: the id of the visit a hit belongs to (its visitor's last visit started at or
+def _visit_number_of(hit: str) -> str:
+    """SQL: the number of the visit a hit belongs to (its visitor's last visit started at or
     before it), or NULL.
 
     Numbers follow start times (the later of two started at once has the higher number), so
@@ -52,7 +52,7 @@ def _visit_of(hit: str) -> str:
     """
     table = VisitSummary._meta.db_table
     return (
-        f"(SELECT v.id FROM {table} v WHERE v.tracking_id = {hit}.tracking_id"
+        f"(SELECT v.number FROM {table} v WHERE v.tracking_id = {hit}.tracking_id"
         f" AND v.started_at <= {hit}.reached_at ORDER BY v.number DESC LIMIT 1)"
     )
 
@@ -64,16 +64,17 @@ def _runs_sql(*, steps: int, across_visits: bool, filtered: str | None) -> tuple
     visits = VisitSummary._meta.db_table
     params: list[str] = ["goal1", "start", "end"]
     need_visit = not across_visits or filtered is not None
-    visit_column = f", {_visit_of('h')} AS visit_id" if need_visit else ""
+    visit_column = f", {_visit_number_of('h')} AS visit_number" if need_visit else ""
+    # Materialized: each hit's visit is looked up once (the planner would inline it twice).
     ctes = [
-        f"""entries AS (SELECT h.tracking_id, h.reached_at{visit_column} FROM {hits} h
-            WHERE h.goal_id = %s AND h.reached_at >= %s AND h.reached_at < %s)"""
+        f"""entries AS MATERIALIZED (SELECT h.tracking_id, h.reached_at{visit_column}
+            FROM {hits} h WHERE h.goal_id = %s AND h.reached_at >= %s AND h.reached_at < %s)"""
     ]
     conditions = []
     if need_visit:
-        conditions.append("e.visit_id IS NOT NULL")
+        conditions.append("e.visit_number IS NOT NULL")
     if filtered is not None:
-        conditions.append(f"e.visit_id IN ({filtered})")
+        conditions.append(f"(e.tracking_id, e.visit_number) IN ({filtered})")
         params.append("filter")
     where = f"WHERE {' AND '.join(conditions)}" if conditions else ""
     if across_visits:
@@ -84,19 +85,15 @@ def _runs_sql(*, steps: int, across_visits: bool, filtered: str | None) -> tuple
                 FROM entries e {where} GROUP BY e.tracking_id)"""
         )
     else:
-        # One run per visit, bounded by the start of the visitor's next visit.
-        keys = ["tracking_id", "visit_id"]
+        # One run per visit, bounded by the start of the visitor's next visit: it started
+        # after every hit of this one (else they would be its hits).
+        keys = ["tracking_id", "visit_number"]
         ctes.append(
-            f"""first_hits AS (SELECT e.tracking_id, e.visit_id, min(e.reached_at) AS t1
-                FROM entries e {where} GROUP BY e.tracking_id, e.visit_id)"""
-        )
-        ctes.append(
-            # The next visit by number: it started after every hit of this one (else they
-            # would be its hits), so its start bounds this visit's.
-            f"""step1 AS (SELECT f.tracking_id, f.visit_id, f.t1, n.started_at AS visit_end
-                FROM first_hits f JOIN {visits} v ON v.id = f.visit_id
-                LEFT JOIN {visits} n
-                    ON n.tracking_id = v.tracking_id AND n.number = v.number + 1)"""
+            f"""step1 AS (SELECT f.tracking_id, f.visit_number, f.t1,
+                (SELECT n.started_at FROM {visits} n WHERE n.tracking_id = f.tracking_id
+                    AND n.number = f.visit_number + 1) AS visit_end
+                FROM (SELECT e.tracking_id, e.visit_number, min(e.reached_at) AS t1
+                    FROM entries e {where} GROUP BY e.tracking_id, e.visit_number) f)"""
         )
     # Same visit: each step before the start of the visitor's next visit.
     carried = keys if across_visits else [*keys, "visit_end"]
@@ -183,7 +180,7 @@ def funnel_report(
         return {"name": funnel.name, "across_visits": funnel.across_visits, "steps": []}
     filtered, filter_params = None, []
     if visits is not None:
-        filtered, filter_params = visits.values("id").query.sql_with_params()
+        filtered, filter_params = visits.values("tracking_id", "number").query.sql_with_params()
     sql, names = _report_sql(
         steps=len(steps), across_visits=funnel.across_visits, filtered=filtered
     )

@@ -137,7 +137,8 @@ def _events(*, period: Period, path: str, page: int, now: dt.datetime, breakdown
 
 def _funnels(*, period: Period, path: str, page: int, now: dt.datetime, breakdowns: dict) -> dict:
     # Cached by funnel_panel itself: its figures also change when staff edit a funnel.
-    return {"funnels": funnel_panel(start=period.start, end=period.end, version=rollups_version)}
+    panel = funnel_panel(start=period.start, end=period.end, version=rollups_version)
+    return {"funnels": panel, "funnels_loaded": True}
 
 
 # Each panel (an htmx target) is made of parts; parts named in CACHED_PARTS read rollups only.
@@ -170,9 +171,10 @@ PARTS: dict[str, Callable[..., dict]] = {
 CACHED_PARTS = {
     "headline", "visits", "over-time", "pages", "sources", "tech", "countries", "events",
 }  # fmt: skip
+# Funnels read goal hits per visitor (their cost follows the hits, not the rollups): the page
+# leaves a placeholder that loads the panel by itself once the rest is shown.
 PAGE_PANELS = [
-    "cards", "visits", "over-time", "pages", "sources", "tech", "countries", "events", "funnels",
-    "sessions",
+    "cards", "visits", "over-time", "pages", "sources", "tech", "countries", "events", "sessions",
 ]  # fmt: skip
 
 

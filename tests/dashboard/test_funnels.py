@@ -396,6 +396,17 @@ class FunnelPanelTests:
         with django_assert_num_queries(5 + len(FUNNELS)):
             assert staff_client.get(url, headers=headers).status_code == 200
 
+    def test_full_page_loads_the_panel_by_itself(self, staff_client):
+        """The page shows at once; the funnels placeholder fetches its panel with htmx."""
+        Funnel.objects.create(name="Later")
+        response = staff_client.get(f"{reverse('dashboard:index')}?range=7d")
+        assert "funnels" not in response.context
+        html = response.content.decode()
+        placeholder = re.search(r'<section id="funnels"[^>]*>', html).group(0)
+        assert 'hx-get="?range=7d"' in placeholder
+        assert 'hx-trigger="load"' in placeholder
+        assert "Later" not in html
+
     def test_panel_without_funnels_says_so(self, staff_client):
         response = staff_client.get(
             reverse("dashboard:index"), headers={**HTMX, "HX-Target": "funnels"}

@@ -1,12 +1,12 @@
 """How fast the dashboard answers as the raw table grows: p50 / p95 per page and partial.
 
-A dedicated PostgreSQL database (``dashboard_bench``, dropped and created here) gets a few
-page goals and two funnels over them (``BENCH_GOALS``, ``BENCH_FUNNELS``), then is filled with
-``generate_traffic`` over 30 days and aggregated (which materializes the goal hits); then a
-subprocess pointed at it by ``DATABASE_URL`` requests the full dashboard page and each htmx
-partial for the 30-day range through Django's test client (view, queries and templates; no
-network), as a staff user, once with the panel cache emptied before every request (cold, as
-just after an aggregation run) and once with it filled (warm).
+A dedicated PostgreSQL database (``dashboard_bench``, dropped and created here) is filled with
+``generate_traffic`` over 30 days (page views, their events and the demo goals) and aggregated,
+and gets two funnels over the demo goals (``BENCH_FUNNELS``); then a subprocess pointed at it by
+``DATABASE_URL`` requests the full dashboard page and each htmx partial for the 30-day range
+through Django's test client (view, queries and templates; no network), as a staff user, once
+with the panel cache emptied before every request (cold, as just after an aggregation run) and
+once with it filled (warm).
 The raw table then grows to the next size (more sessions over the same 30 days, aggregated
 incrementally) and the same requests are measured again, so the sizes compare like with like.
 
@@ -15,7 +15,7 @@ Environment: ``BENCH_POSTGRES`` (server URL without a database, default
 counts, default ``1000000,10000000``), ``BENCH_DASHBOARD_REQUESTS`` (per target, default 40),
 ``BENCH_DASHBOARD_REUSE=1`` (top up the database left by an earlier run instead of recreating it),
 ``BENCH_DASHBOARD_DB`` (the database's name, default ``dashboard_bench``),
-``BENCH_DASHBOARD_ONLY`` (comma-separated words: measure only the targets whose label has one).
+``BENCH_DASHBOARD_ONLY`` (comma-separated target labels to measure, default all).
 """
 
 from __future__ import annotations
@@ -33,7 +33,6 @@ ROOT = Path(__file__).resolve().parent.parent
 PYTHON = sys.executable
 POSTGRES = os.environ.get("BENCH_POSTGRES", "postgres://postgres@127.0.0.1:5432")
 BENCH_DB = os.environ.get("BENCH_DASHBOARD_DB", "dashboard_bench")
-ONLY = [word for word in os.environ.get("BENCH_DASHBOARD_ONLY", "").split(",") if word]
 SIZES = [
     int(size) for size in os.environ.get("BENCH_DASHBOARD_VISITS", "1000000,10000000").split(",")
 ]
@@ -45,18 +44,11 @@ DAYS = 30
 VISITS_PER_SESSION = 4.56  # what generate_traffic draws on average; the real count is measured
 P95_TARGET_MS = 150.0
 FUNNEL_P95_TARGET_MS = 500.0
-# Page goals of generate_traffic's site: "/" takes ~20% of its page views, "/pricing/" ~9%,
-# "/signup/" ~3%, the docs section ~1 page in 25.
-BENCH_GOALS = [
-    ("Home", "/"),
-    ("Pricing", "/pricing/"),
-    ("Signup", "/signup/"),
-    ("Docs", "/docs/*"),
-]
-# (name, across_visits, goal names): the funnels panel shows both.
+# (name, across_visits, goal names) over tracker.goals.DEMO_GOALS: "Viewed pricing" is ~9% of
+# generate_traffic's page views, "Read the docs" ~4%; its signups and purchases are events.
 BENCH_FUNNELS = [
-    ("Home to signup", False, ["Home", "Pricing", "Signup"]),
-    ("Docs to signup, any visit", True, ["Docs", "Pricing", "Signup"]),
+    ("Pricing to purchase", False, ["Viewed pricing", "Signed up", "Purchased"]),
+    ("Docs to signup, any visit", True, ["Read the docs", "Viewed pricing", "Signed up"]),
 ]
 GROWTH_TARGET = 1.3
 # (label, query string, htmx target or None for the full page)
@@ -72,11 +64,13 @@ TARGETS = [
     ("partial: tech", "range=30d", "tech"),
     ("partial: sessions (page 1)", "range=30d", "sessions"),
     ("partial: sessions (page 200)", "range=30d&page=200", "sessions"),
+    ("partial: goals", "range=30d", "goals"),
     ("partial: funnels", "range=30d", "funnels"),
     ("stats.json", "range=30d", "json"),
 ]
+ONLY = [label for label in os.environ.get("BENCH_DASHBOARD_ONLY", "").split(",") if label]
 if ONLY:
-    TARGETS = [target for target in TARGETS if any(word in target[0] for word in ONLY)]
+    TARGETS = [target for target in TARGETS if target[0] in ONLY]
 
 
 def _bench_env(var_dir: str) -> dict[str, str]:
@@ -131,6 +125,7 @@ def _grow_to(env: dict[str, str], visits: int, *, seed: int) -> tuple[int, float
             str(DAYS),
             "--seed",
             str(seed),
+            "--demo-goals",
             "--verbosity",
             "0",
         )
@@ -151,18 +146,15 @@ def _measure(env: dict[str, str]) -> dict[str, dict[str, float]]:
     return json.loads(result.stdout.strip().splitlines()[-1])
 
 
-def define_goals() -> None:
-    """Run inside a subprocess before any traffic: the goals and funnels the panel shows."""
+def define_funnels() -> None:
+    """Run inside a subprocess once the demo goals exist: the funnels the panel shows."""
     os.environ.setdefault("DJANGO_SETTINGS_MODULE", "analytics_site.settings")
     import django
 
     django.setup()
     from tracker.models import Funnel, FunnelStep, Goal
 
-    goals = {
-        name: Goal.objects.get_or_create(name=name, defaults={"kind": "page", "match": match})[0]
-        for name, match in BENCH_GOALS
-    }
+    goals = {goal.name: goal for goal in Goal.objects.all()}
     for name, across_visits, steps in BENCH_FUNNELS:
         funnel, created = Funnel.objects.get_or_create(
             name=name, defaults={"across_visits": across_visits}
@@ -219,12 +211,11 @@ def main() -> None:
         if not REUSE:
             _recreate_database()
         _manage(env, "migrate", "--noinput", "--verbosity", "0")
-        # Before the traffic: aggregation then materializes the goals' hits as it goes.
-        subprocess.run(
-            [PYTHON, "-m", "benchmarks.dashboard", "define"], cwd=ROOT, env=env, check=True
-        )
         for index, size in enumerate(SIZES):
             visits, seconds = _grow_to(env, size, seed=index + 1)
+            subprocess.run(
+                [PYTHON, "-m", "benchmarks.dashboard", "funnels"], cwd=ROOT, env=env, check=True
+            )
             print(
                 f"raw visits: {visits:,} (generated and aggregated in {seconds:.0f} s)", flush=True
             )
@@ -280,7 +271,7 @@ def main() -> None:
 if __name__ == "__main__":
     if sys.argv[1:] == ["measure"]:
         measure()
-    elif sys.argv[1:] == ["define"]:
-        define_goals()
+    elif sys.argv[1:] == ["funnels"]:
+        define_funnels()
     else:
         main()

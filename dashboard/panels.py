@@ -14,14 +14,17 @@ import datetime as dt
 import hashlib
 from collections.abc import Callable
 
+from django.conf import settings
 from django.core.cache import cache
 
-from dashboard import charts, event_queries, queries
+from dashboard import charts, event_queries, goal_queries, queries
 from dashboard.forms import Period
 from dashboard.funnels import funnel_panel
-from tracker.models import AggregationState
+from tracker.goals import MATCH_FIELDS
+from tracker.models import AggregationState, Goal
 
 Dimension = queries.Dimension
+GOAL_DEFINITION = ["name", *MATCH_FIELDS]
 SESSIONS_PER_PAGE = 25
 BREAKDOWN_LIMIT = 10
 BUSIEST_LIMIT = 10
@@ -141,6 +144,13 @@ def _funnels(*, period: Period, path: str, page: int, now: dt.datetime, breakdow
     return {"funnels": panel, "funnels_loaded": True}
 
 
+def _goals(*, period: Period, path: str, page: int, now: dt.datetime, breakdowns: dict) -> dict:
+    return {
+        "goals": goal_queries.goal_totals(start=period.start, end=period.end),
+        "currency": settings.TRACKER_CURRENCY,
+    }
+
+
 # Each panel (an htmx target) is made of parts; parts named in CACHED_PARTS read rollups only.
 PANELS: dict[str, list[str]] = {
     "cards": ["headline", "live"],
@@ -154,6 +164,7 @@ PANELS: dict[str, list[str]] = {
     "sessions": ["sessions"],
     "events": ["events"],
     "funnels": ["funnels"],
+    "goals": ["goals"],
 }
 PARTS: dict[str, Callable[..., dict]] = {
     "headline": _headline,
@@ -167,14 +178,16 @@ PARTS: dict[str, Callable[..., dict]] = {
     "sessions": _sessions,
     "events": _events,
     "funnels": _funnels,
+    "goals": _goals,
 }
 CACHED_PARTS = {
-    "headline", "visits", "over-time", "pages", "sources", "tech", "countries", "events",
+    "headline", "visits", "over-time", "pages", "sources", "tech", "countries", "events", "goals",
 }  # fmt: skip
 # Funnels read goal hits per visitor (their cost follows the hits, not the rollups): the page
 # leaves a placeholder that loads the panel by itself once the rest is shown.
 PAGE_PANELS = [
-    "cards", "visits", "over-time", "pages", "sources", "tech", "countries", "events", "sessions",
+    "cards", "visits", "over-time", "pages", "sources", "tech", "countries", "events", "goals",
+    "sessions",
 ]  # fmt: skip
 
 
@@ -186,6 +199,13 @@ def rollups_version() -> str:
     )
     stamp = "|".join(f"{name}:{last}-{updated.timestamp()}" for name, last, updated in states)
     return stamp or "none"
+
+
+def goals_version() -> str:
+    """The goals as defined now: cached goal figures follow their names and matches (a rebuild
+    of their hits restamps the aggregation state, see tracker.goals)."""
+    goals = list(Goal.objects.order_by("id").values_list("id", *GOAL_DEFINITION))
+    return hashlib.sha256(repr(goals).encode()).hexdigest()[:16]
 
 
 def part_cache_key(part: str, *, version: str, period: Period, path: str) -> str:
@@ -202,8 +222,12 @@ def panel_context(
     keys: dict[str, str] = {}
     if any(part in CACHED_PARTS for part in parts):
         version = rollups_version()
+        # Goal figures also follow the goals' definitions.
+        version_of = {"goals": f"{version}|{goals_version()}"} if "goals" in parts else {}
         keys = {
-            part: part_cache_key(part, version=version, period=period, path=path)
+            part: part_cache_key(
+                part, version=version_of.get(part, version), period=period, path=path
+            )
             for part in parts
             if part in CACHED_PARTS
         }
@@ -239,12 +263,13 @@ def panel_context(
 
 def stats_figures(*, period: Period, path: str, now: dt.datetime) -> dict:
     """stats.json: its rollup figures cached like the panels, "live" always read fresh."""
-    version = rollups_version()
+    version = f"{rollups_version()}|{goals_version()}"
     key = part_cache_key("stats", version=version, period=period, path=path)
     figures = cache.get(key)
     if figures is None:
         figures = queries.stats_from_rollups(start=period.start, end=period.end, path=path)
         figures["events"] = event_queries.event_totals(start=period.start, end=period.end)
+        figures["goals"] = goal_queries.goal_stats(start=period.start, end=period.end)
         cache.set(key, figures, timeout=PANEL_CACHE_SECONDS)
     funnels = funnel_panel(start=period.start, end=period.end, version=lambda: version)
     return {

@@ -326,15 +326,17 @@ class QueryCountTests:
 
     Two of them are the login's session and user; one reads the aggregation stamp; one ranks
     the visit dimensions of every panel that shows some; the events panel reads one (a second
-    for its visitors when there are events); the funnels panel, loaded by itself, reads the
-    funnels (with none, nothing more).
+    for its visitors when there are events); the goals panel reads the goals' definitions for
+    its cache key and, cold, the goals (with goals: one more for their hits and two for the
+    range's visitors); the funnels panel, loaded by itself, reads the funnels (with none,
+    nothing more).
     """
 
     @pytest.mark.parametrize(
         ("target", "cold", "warm"),
         [
-            (None, 19, 6),
-            ("panels", 19, 6),
+            (None, 21, 7),
+            ("panels", 21, 7),
             ("cards", 7, 4),
             ("live", 3, 3),
             ("visits", 6, 3),
@@ -345,6 +347,7 @@ class QueryCountTests:
             ("countries", 5, 3),
             ("sessions", 4, 4),
             ("events", 4, 3),
+            ("goals", 5, 4),
             ("funnels", 3, 3),
         ],
     )
@@ -362,9 +365,9 @@ class QueryCountTests:
         self, staff_client, known_data, django_assert_num_queries
     ):
         for url, queries in [
-            (f"/dashboard/api/stats.json?{RANGE_QUERY}", 17),
+            (f"/dashboard/api/stats.json?{RANGE_QUERY}", 19),
             # Cached figures; fresh "live" and funnels (none here: one query).
-            (f"/dashboard/api/stats.json?{RANGE_QUERY}", 5),
+            (f"/dashboard/api/stats.json?{RANGE_QUERY}", 6),
             (f"/dashboard/export/pages.csv?{RANGE_QUERY}", 4),
             (f"/dashboard/export/sessions.csv?{RANGE_QUERY}", 3),
             (f"/dashboard/export/events.csv?{RANGE_QUERY}", 3),

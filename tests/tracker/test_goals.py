@@ -200,3 +200,22 @@ class GoalHitsTests:
         same = Goal(name="B", kind="page", match="/a/")
         assert not goals.goal_match_changed(goal, same)
         assert goals.goal_match_changed(goal, Goal(name="A", kind="page", match="/b/"))
+
+
+class GeneratedTrafficTests:
+    def test_generate_traffic_records_events_and_demo_goals(self):
+        call_command("generate_traffic", "--sessions", "400", "--days", "3", "--seed", "5",
+                     "--demo-goals", verbosity=0)  # fmt: skip
+        names = set(Event.objects.values_list("name", flat=True))
+        assert names == {"cookie_tested", "download", "signup", "purchase"}
+        visits = Visit.objects.count()
+        assert 0.02 * visits < Event.objects.count() < 0.2 * visits
+        purchases = Event.objects.filter(name="purchase")
+        assert all(event.revenue > 0 and event.props["plan"] for event in purchases)
+        assert Goal.objects.count() == len(goals.DEMO_GOALS)
+        aggregate_before = stored_hits()
+        assert aggregate_before == expected_hits()
+        call_command("aggregate_visits")
+        assert stored_hits() == expected_hits()
+        # Demo goals are made once: a second run keeps what is there.
+        assert goals.goals_demo_create() == 0

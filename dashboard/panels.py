@@ -19,6 +19,7 @@ from django.core.cache import cache
 
 from dashboard import charts, event_queries, goal_queries, queries
 from dashboard.forms import Period
+from dashboard.funnels import funnel_panel
 from tracker.goals import MATCH_FIELDS
 from tracker.models import AggregationState, Goal
 
@@ -152,6 +153,12 @@ def _events(*, period: Period, path: str, page: int, now: dt.datetime, breakdown
     return {"events": event_queries.event_totals(start=period.start, end=period.end)}
 
 
+def _funnels(*, period: Period, path: str, page: int, now: dt.datetime, breakdowns: dict) -> dict:
+    # Cached by funnel_panel itself: its figures also change when staff edit a funnel.
+    panel = funnel_panel(start=period.start, end=period.end, version=rollups_version)
+    return {"funnels": panel, "funnels_loaded": True}
+
+
 def _goals(*, period: Period, path: str, page: int, now: dt.datetime, breakdowns: dict) -> dict:
     return {
         "goals": goal_queries.goal_totals(start=period.start, end=period.end),
@@ -171,6 +178,7 @@ PANELS: dict[str, list[str]] = {
     "countries": ["countries"],
     "sessions": ["sessions"],
     "events": ["events"],
+    "funnels": ["funnels"],
     "goals": ["goals"],
 }
 PARTS: dict[str, Callable[..., dict]] = {
@@ -184,11 +192,14 @@ PARTS: dict[str, Callable[..., dict]] = {
     "countries": _countries,
     "sessions": _sessions,
     "events": _events,
+    "funnels": _funnels,
     "goals": _goals,
 }
 CACHED_PARTS = {
     "headline", "visits", "over-time", "pages", "sources", "tech", "countries", "events", "goals",
 }  # fmt: skip
+# Funnels read goal hits per visitor (their cost follows the hits, not the rollups): the page
+# leaves a placeholder that loads the panel by itself once the rest is shown.
 PAGE_PANELS = [
     "cards", "visits", "over-time", "pages", "sources", "tech", "countries", "events", "goals",
     "sessions",
@@ -275,4 +286,9 @@ def stats_figures(*, period: Period, path: str, now: dt.datetime) -> dict:
         figures["events"] = event_queries.event_totals(start=period.start, end=period.end)
         figures["goals"] = goal_queries.goal_stats(start=period.start, end=period.end)
         cache.set(key, figures, timeout=PANEL_CACHE_SECONDS)
-    return {**figures, "live_sessions": queries.live_visitors(now=now)}
+    funnels = funnel_panel(start=period.start, end=period.end, version=lambda: version)
+    return {
+        **figures,
+        "funnels": [funnel["report"] for funnel in funnels],
+        "live_sessions": queries.live_visitors(now=now),
+    }

@@ -1,16 +1,22 @@
 """Admin for the tracker: raw visits, rollups and goal hits are written by code, never by hand;
-goals are the one thing staff edit here."""
+goals and funnels are what staff edit here."""
 
 from __future__ import annotations
 
 from django import forms
 from django.contrib import admin
+from django.core.exceptions import ValidationError
+from django.forms.models import BaseInlineFormSet
 
 from tracker import goals
 from tracker.models import (
+    FUNNEL_MAX_STEPS,
+    FUNNEL_MIN_STEPS,
     AggregationState,
     Event,
     EventDaily,
+    Funnel,
+    FunnelStep,
     Goal,
     GoalHit,
     PageDaily,
@@ -191,3 +197,35 @@ class GoalHitAdmin(ReadOnlyAdmin):
     list_select_related = ["goal"]
     ordering = ["-reached_at"]
     show_full_result_count = False
+
+
+class FunnelStepFormSet(BaseInlineFormSet):
+    def clean(self) -> None:
+        super().clean()
+        kept = [
+            form
+            for form in self.forms
+            if form.cleaned_data and not form.cleaned_data.get("DELETE", False)
+        ]
+        if not FUNNEL_MIN_STEPS <= len(kept) <= FUNNEL_MAX_STEPS:
+            raise ValidationError(
+                f"A funnel has {FUNNEL_MIN_STEPS} to {FUNNEL_MAX_STEPS} steps; {len(kept)} given."
+            )
+
+
+class FunnelStepInline(admin.TabularInline):
+    model = FunnelStep
+    formset = FunnelStepFormSet
+    ordering = ["position"]
+    extra = 0
+    min_num = FUNNEL_MIN_STEPS
+    max_num = FUNNEL_MAX_STEPS
+    fields = ["position", "goal"]
+
+
+@admin.register(Funnel)
+class FunnelAdmin(admin.ModelAdmin):
+    """Funnels are configuration: staff edit them here or on the dashboard's funnels page."""
+
+    list_display = ["name", "across_visits", "created_at"]
+    inlines = [FunnelStepInline]

@@ -329,7 +329,8 @@ class QueryCountTests:
     for its visitors when there are events); the visitors table one more for its rows' events;
     the time series reads the previous period's too, for the comparison; the goals panel reads
     the goals' definitions for its cache key and, cold, the goals (with goals: one more for
-    their hits and two for the range's visitors).
+    their hits and two for the range's visitors); the funnels panel, loaded by itself, reads
+    the funnels (with none, nothing more).
     """
 
     @pytest.mark.parametrize(
@@ -348,6 +349,7 @@ class QueryCountTests:
             ("sessions", 5, 5),
             ("events", 4, 3),
             ("goals", 5, 4),
+            ("funnels", 3, 3),
         ],
     )
     def test_query_counts(
@@ -364,8 +366,9 @@ class QueryCountTests:
         self, staff_client, known_data, django_assert_num_queries
     ):
         for url, queries in [
-            (f"/dashboard/api/stats.json?{RANGE_QUERY}", 18),
-            (f"/dashboard/api/stats.json?{RANGE_QUERY}", 5),  # cached figures, fresh "live"
+            (f"/dashboard/api/stats.json?{RANGE_QUERY}", 19),
+            # Cached figures; fresh "live" and funnels (none here: one query).
+            (f"/dashboard/api/stats.json?{RANGE_QUERY}", 6),
             (f"/dashboard/export/pages.csv?{RANGE_QUERY}", 4),
             (f"/dashboard/export/sessions.csv?{RANGE_QUERY}", 3),
             (f"/dashboard/export/events.csv?{RANGE_QUERY}", 3),

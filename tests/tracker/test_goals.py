@@ -219,3 +219,23 @@ class GeneratedTrafficTests:
         assert stored_hits() == expected_hits()
         # Demo goals are made once: a second run keeps what is there.
         assert goals.goals_demo_create() == 0
+
+
+class RebuildTaskTests:
+    def test_task_rebuilds_and_is_safe_to_run_twice(self):
+        from tracker.tasks import rebuild_goal_hits
+
+        views, _ = random_raw(random.Random(9), views=40, events=0)
+        Visit.objects.bulk_create(views)
+        aggregate()
+        goal = goal_create("Blog", "page", "/blog/*")
+        expected = len(expected_hits())
+        assert expected > 0
+        assert rebuild_goal_hits(goal.id) == expected
+        assert rebuild_goal_hits(goal.id) == expected
+        assert stored_hits() == expected_hits()
+
+    def test_goal_create_queues_the_task_after_commit(self, django_capture_on_commit_callbacks):
+        with django_capture_on_commit_callbacks() as callbacks:
+            goals.goal_create(name="A", kind="page", match="/a/")
+        assert len(callbacks) == 1

@@ -162,6 +162,7 @@ def _funnels(*, period: Period, path: str, page: int, now: dt.datetime, breakdow
 def _goals(*, period: Period, path: str, page: int, now: dt.datetime, breakdowns: dict) -> dict:
     return {
         "goals": goal_queries.goal_totals(start=period.start, end=period.end),
+        "goals_loaded": True,
         "currency": settings.TRACKER_CURRENCY,
     }
 
@@ -198,11 +199,10 @@ PARTS: dict[str, Callable[..., dict]] = {
 CACHED_PARTS = {
     "headline", "visits", "over-time", "pages", "sources", "tech", "countries", "events", "goals",
 }  # fmt: skip
-# Funnels read goal hits per visitor (their cost follows the hits, not the rollups): the page
-# leaves a placeholder that loads the panel by itself once the rest is shown.
+# Goals and funnels read goal hits (their cost follows the hits, not the rollups): the page
+# leaves placeholders that load those panels by themselves once the rest is shown.
 PAGE_PANELS = [
-    "cards", "visits", "over-time", "pages", "sources", "tech", "countries", "events", "goals",
-    "sessions",
+    "cards", "visits", "over-time", "pages", "sources", "tech", "countries", "events", "sessions",
 ]  # fmt: skip
 
 

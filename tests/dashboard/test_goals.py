@@ -273,10 +273,16 @@ class GoalPanelAndStatsTests:
             for row in expected
         ]
 
-    def test_full_dashboard_shows_goals_panel(self, staff_client):
+    def test_full_dashboard_loads_goals_panel_after_the_page(self, staff_client):
+        """The page holds a placeholder that asks for the panel once shown (hx-trigger=load):
+        goal figures never hold the rest of the page back."""
         Goal.objects.create(name="<b>Bold</b>", kind="page", match="/")
         text = body(staff_client.get("/dashboard/?range=7d"))
-        assert 'id="goals"' in text
+        placeholder = text.split('<section id="goals"')[1].split(">")[0]
+        assert 'hx-trigger="load"' in placeholder and 'hx-get="?range=7d"' in placeholder
+        assert "Bold" not in text
+        headers = {"HX-Request": "true", "HX-Target": "goals"}
+        text = body(staff_client.get("/dashboard/?range=7d", headers=headers))
         assert "&lt;b&gt;Bold&lt;/b&gt;" in text and "<b>Bold</b>" not in text
 
 

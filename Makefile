@@ -36,7 +36,7 @@ run: migrate
 # A month of realistic generated traffic (returning visitors included), aggregated, in the
 # configured database: a dashboard with something to show.
 demo: migrate
-	$(BIN)/python manage.py generate_traffic --sessions 3000 --days 30 --seed 1
+	$(BIN)/python manage.py generate_traffic --sessions 3000 --days 30 --seed 1 --demo-goals
 	$(BIN)/python manage.py aggregate_visits
 
 lint: install

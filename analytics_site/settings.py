@@ -295,8 +295,13 @@ if EMAIL_URL:
     EMAIL_TIMEOUT = _email["EMAIL_TIMEOUT"] or EMAIL_TIMEOUT
 elif DEBUG:
     EMAIL_BACKEND = "django.core.mail.backends.console.EmailBackend"
-# The site's address as its users reach it: the links in emailed reports are absolute.
-SITE_URL = os.environ.get("SITE_URL", "http://127.0.0.1:8000").rstrip("/")
+# The site's address as its users reach it: the links in emailed reports are absolute. In
+# production, unset, it is the first allowed host over HTTPS (the scheme production enforces),
+# never a loopback address that no reader of the email can open.
+_default_site_url = (
+    "http://127.0.0.1:8000" if DEBUG else f"https://{ALLOWED_HOSTS[0].lstrip('.')}"
+)
+SITE_URL = os.environ.get("SITE_URL", _default_site_url).rstrip("/")
 
 # Shared dashboard links: requests per minute through one link (a page, its panels, polling).
 SHARED_LINK_REQUESTS_PER_MINUTE = 120

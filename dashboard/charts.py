@@ -150,8 +150,12 @@ def plotly_time(moment: dt.datetime, *, hourly: bool) -> str:
     return local.strftime("%Y-%m-%d %H:%M" if hourly else "%Y-%m-%d")
 
 
-def timeseries_figure(points: list[dict], *, hourly: bool) -> dict:
-    """Pageviews as bars, visits and visitors as lines over the same time axis."""
+def timeseries_figure(
+    points: list[dict], *, hourly: bool, previous: list[dict] | None = None
+) -> dict:
+    """Pageviews as bars, visits and visitors as lines over the same time axis; with
+    ``previous`` (the period of the same length before), its visits and visitors as dashed
+    lines, each bucket drawn over the current one it precedes by the period's length."""
     times = [plotly_time(point["t"], hourly=hourly) for point in points]
     mode = "lines+markers" if len(points) <= 48 else "lines"
     pageviews = {
@@ -176,8 +180,11 @@ def timeseries_figure(points: list[dict], *, hourly: bool) -> dict:
 
     visits = line("Visits", "visits", color=ACCENT, width=2.5)
     visitors = line("Visitors", "visitors", color=THIRD, width=2, dash="dot")
+    traces = [pageviews, visits, visitors]
+    if previous is not None:
+        traces += _previous_lines(previous, times=times, hourly=hourly, mode=mode)
     return _figure(
-        [pageviews, visits, visitors],
+        traces,
         _layout(
             showlegend=True,
             legend={"orientation": "h", "x": 0, "y": 1.12},
@@ -192,3 +199,24 @@ def timeseries_figure(points: list[dict], *, hourly: bool) -> dict:
             },
         ),
     )
+
+
+def _previous_lines(previous: list[dict], *, times: list[str], hourly: bool, mode: str) -> list:
+    """The previous period's visits and visitors, bucket by bucket under the current axis."""
+    shown = previous[: len(times)]
+    when = [plotly_time(point["t"], hourly=hourly) for point in shown]
+
+    def line(name: str, measure: str, color: str) -> dict:
+        return {
+            "type": "scatter",
+            "name": f"{name}, previous period",
+            "x": times[: len(shown)],
+            "y": [point[measure] for point in shown],
+            "customdata": when,
+            "mode": mode,
+            "line": {"color": color, "width": 1.5, "dash": "dash"},
+            "opacity": 0.7,
+            "hovertemplate": f"%{{y}} {measure} on %{{customdata}}<extra></extra>",
+        }
+
+    return [line("Visits", "visits", ACCENT), line("Visitors", "visitors", THIRD)]

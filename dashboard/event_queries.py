@@ -1,18 +1,20 @@
 # ruff: noqa: S608 - only table and column names are interpolated; values are parameters.
-"""Read functions for events: the events panel, stats.json's ``events``, events.csv and the
-events of a visitor's timeline.
+"""Read functions for events: the events panel, stats.json's ``events``, events.csv, the
+events of a visitor's timeline and the visitors table's counters.
 
 Per-name figures come from the event rollups (their cost follows the range, not the raw
-table); one event's props and a visitor's timeline read raw events, which are kept for the raw
-retention period like raw page views.
+table); one event's props, a visitor's timeline and the visitors table's counters read raw
+events, which are kept for the raw retention period like raw page views.
 """
 
 from __future__ import annotations
 
 import datetime as dt
+import uuid
 from bisect import bisect_right
 
 from django.db import connection
+from django.db.models import Count
 
 from dashboard.queries import Timeline, _fetch, _rollup_rows, earlier_hour_sums
 from tracker.models import Event, EventDaily, EventHourly, EventVisitorDaily, EventVisitorHourly
@@ -100,3 +102,20 @@ def timeline_events(*, timeline: Timeline) -> list[list[dict]]:
         position = max(bisect_right(starts, event["occurred_at"]) - 1, 0)
         grouped[position].append(event)
     return grouped
+
+
+def visitor_event_counts(*, tracking_ids: list[uuid.UUID]) -> dict[uuid.UUID, list[dict]]:
+    """Each listed visitor's events by name (most frequent first), from the raw events still
+    stored: the visitors table's per-session counters, in one query for the page."""
+    rows = (
+        Event.objects.filter(tracking_id__in=tracking_ids)
+        .values("tracking_id", "name")
+        .annotate(count=Count("id"))
+        .order_by("tracking_id", "-count", "name")
+    )
+    counters: dict[uuid.UUID, list[dict]] = {}
+    for row in rows:
+        counters.setdefault(row["tracking_id"], []).append(
+            {"name": row["name"], "count": row["count"]}
+        )
+    return counters

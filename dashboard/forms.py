@@ -88,6 +88,8 @@ class DashboardFilterForm(forms.Form):
     end = forms.DateField(required=False, input_formats=["%Y-%m-%d"])
     path = forms.CharField(required=False, max_length=PATH_MAX_LENGTH, strip=True)
     page = forms.IntegerField(required=False, min_value=1, max_value=MAX_PAGE)
+    # "1" draws the previous period beside the current one on the time series.
+    compare = forms.ChoiceField(choices=[("1", "compare")], required=False)
 
     def __init__(self, data=None, *args, **kwargs):
         # page= holds the table's page number and the "page visited" filter: the field sees the
@@ -172,7 +174,8 @@ class DashboardFilterForm(forms.Form):
         """The current valid parameters as a query string, with some replaced or dropped (None);
         ``filters`` replaces the filters."""
         params = {
-            name: self.cleaned_data.get(name) for name in ("range", "start", "end", "path", "page")
+            name: self.cleaned_data.get(name)
+            for name in ("range", "start", "end", "path", "compare", "page")
         }
         params.update(changes)
         if changes.get("range"):

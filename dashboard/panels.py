@@ -14,14 +14,18 @@ import datetime as dt
 import hashlib
 from collections.abc import Callable
 
+from django.conf import settings
 from django.core.cache import cache
 
-from dashboard import charts, event_queries, filtered_queries, queries
+from dashboard import charts, event_queries, filtered_queries, goal_queries, queries
 from dashboard.filters import NO_FILTERS, Filters, filters_pairs
 from dashboard.forms import Period
-from tracker.models import AggregationState
+from dashboard.funnels import funnel_panel
+from tracker.goals import MATCH_FIELDS
+from tracker.models import AggregationState, Goal
 
 Dimension = queries.Dimension
+GOAL_DEFINITION = ["name", *MATCH_FIELDS]
 SESSIONS_PER_PAGE = 25
 BREAKDOWN_LIMIT = 10
 BUSIEST_LIMIT = 10
@@ -76,10 +80,19 @@ def _visits(*, period: Period, path: str, page: int, now: dt.datetime, breakdown
 
 def _over_time(*, period: Period, path: str, page: int, now: dt.datetime, breakdowns: dict) -> dict:
     points = queries.timeseries(start=period.start, end=period.end, path=path)
+    # Both figures are cached together: switching the comparison on or off reads nothing new.
+    previous = queries.timeseries(start=period.previous.start, end=period.previous.end, path=path)
     return {
-        "timeseries": points,
+        # Each bucket with the one of the previous period that the comparison draws under it.
+        "timeseries": [
+            {**point, "previous": before}
+            for point, before in zip(points, previous + [None] * len(points), strict=False)
+        ],
         "timeseries_hourly": period.hourly,
         "timeseries_figure": charts.timeseries_figure(points, hourly=period.hourly),
+        "timeseries_compare_figure": charts.timeseries_figure(
+            points, hourly=period.hourly, previous=previous
+        ),
     }
 
 
@@ -101,9 +114,7 @@ def _pages(*, period: Period, path: str, page: int, now: dt.datetime, breakdowns
     }
 
 
-def _countries(
-    *, period: Period, path: str, page: int, now: dt.datetime, breakdowns: dict
-) -> dict:
+def _countries(*, period: Period, path: str, page: int, now: dt.datetime, breakdowns: dict) -> dict:
     return {
         "countries": queries.top_countries(
             start=period.start,
@@ -121,6 +132,12 @@ def _sessions(*, period: Period, path: str, page: int, now: dt.datetime, breakdo
     sessions = queries.visitors_page(
         start=period.start, end=period.end, page=page, per_page=SESSIONS_PER_PAGE, path=path
     )
+    counters = event_queries.visitor_event_counts(
+        tracking_ids=[visitor["tracking_id"] for visitor in sessions]
+    )
+    sessions = [
+        {**visitor, "events": counters.get(visitor["tracking_id"], [])} for visitor in sessions
+    ]
     first = (page - 1) * SESSIONS_PER_PAGE + 1
     return {
         "sessions": sessions,
@@ -137,6 +154,20 @@ def _events(*, period: Period, path: str, page: int, now: dt.datetime, breakdown
     return {"events": event_queries.event_totals(start=period.start, end=period.end)}
 
 
+def _funnels(*, period: Period, path: str, page: int, now: dt.datetime, breakdowns: dict) -> dict:
+    # Cached by funnel_panel itself: its figures also change when staff edit a funnel.
+    panel = funnel_panel(start=period.start, end=period.end, version=rollups_version)
+    return {"funnels": panel, "funnels_loaded": True}
+
+
+def _goals(*, period: Period, path: str, page: int, now: dt.datetime, breakdowns: dict) -> dict:
+    return {
+        "goals": goal_queries.goal_totals(start=period.start, end=period.end),
+        "goals_loaded": True,
+        "currency": settings.TRACKER_CURRENCY,
+    }
+
+
 # Each panel (an htmx target) is made of parts; parts named in CACHED_PARTS read rollups only.
 PANELS: dict[str, list[str]] = {
     "cards": ["headline", "live"],
@@ -149,6 +180,8 @@ PANELS: dict[str, list[str]] = {
     "countries": ["countries"],
     "sessions": ["sessions"],
     "events": ["events"],
+    "funnels": ["funnels"],
+    "goals": ["goals"],
 }
 PARTS: dict[str, Callable[..., dict]] = {
     "headline": _headline,
@@ -161,10 +194,14 @@ PARTS: dict[str, Callable[..., dict]] = {
     "countries": _countries,
     "sessions": _sessions,
     "events": _events,
+    "funnels": _funnels,
+    "goals": _goals,
 }
 CACHED_PARTS = {
-    "headline", "visits", "over-time", "pages", "sources", "tech", "countries", "events",
+    "headline", "visits", "over-time", "pages", "sources", "tech", "countries", "events", "goals",
 }  # fmt: skip
+# Goals and funnels read goal hits (their cost follows the hits, not the rollups): the page
+# leaves placeholders that load those panels by themselves once the rest is shown.
 PAGE_PANELS = [
     "cards", "visits", "over-time", "pages", "sources", "tech", "countries", "events", "sessions",
 ]  # fmt: skip
@@ -178,6 +215,13 @@ def rollups_version() -> str:
     )
     stamp = "|".join(f"{name}:{last}-{updated.timestamp()}" for name, last, updated in states)
     return stamp or "none"
+
+
+def goals_version() -> str:
+    """The goals as defined now: cached goal figures follow their names and matches (a rebuild
+    of their hits restamps the aggregation state, see tracker.goals)."""
+    goals = list(Goal.objects.order_by("id").values_list("id", *GOAL_DEFINITION))
+    return hashlib.sha256(repr(goals).encode()).hexdigest()[:16]
 
 
 def part_cache_key(
@@ -210,8 +254,16 @@ def panel_context(
     keys: dict[str, str] = {}
     if any(part in CACHED_PARTS for part in parts):
         version = rollups_version()
+        # Goal figures also follow the goals' definitions.
+        version_of = {"goals": f"{version}|{goals_version()}"} if "goals" in parts else {}
         keys = {
-            part: part_cache_key(part, version=version, period=period, path=path, filters=filters)
+            part: part_cache_key(
+                part,
+                version=version_of.get(part, version),
+                period=period,
+                path=path,
+                filters=filters,
+            )
             for part in parts
             if part in CACHED_PARTS
         }
@@ -260,7 +312,7 @@ def stats_figures(
     *, period: Period, path: str, now: dt.datetime, filters: Filters = NO_FILTERS
 ) -> dict:
     """stats.json: its rollup figures cached like the panels, "live" always read fresh."""
-    version = rollups_version()
+    version = f"{rollups_version()}|{goals_version()}"
     key = part_cache_key("stats", version=version, period=period, path=path, filters=filters)
     figures = cache.get(key)
     if figures is None and filters:
@@ -271,5 +323,11 @@ def stats_figures(
     if figures is None:
         figures = queries.stats_from_rollups(start=period.start, end=period.end, path=path)
         figures["events"] = event_queries.event_totals(start=period.start, end=period.end)
+        figures["goals"] = goal_queries.goal_stats(start=period.start, end=period.end)
         cache.set(key, figures, timeout=PANEL_CACHE_SECONDS)
-    return {**figures, "live_sessions": queries.live_visitors(now=now)}
+    funnels = funnel_panel(start=period.start, end=period.end, version=lambda: version)
+    return {
+        **figures,
+        "funnels": [funnel["report"] for funnel in funnels],
+        "live_sessions": queries.live_visitors(now=now),
+    }

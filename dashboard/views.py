@@ -124,6 +124,8 @@ def _dashboard_page(
         "query": form.query_string(page=None),
         "range_query": form.query_string(path=None, page=None),
         "range_links": form.range_links(period),
+        "compare": form.cleaned_data["compare"] == "1",
+        "compare_query": form.query_string(compare=None if form.cleaned_data["compare"] else "1"),
         "filters": form.filters,
         "filter_chips": form.filter_links(),
         "unfiltered_query": form.query_string(filters=(), page=None),

@@ -1,13 +1,24 @@
-"""Read-only admin for the tracker: raw visits and rollups are written by code, never by hand."""
+"""Admin for the tracker: raw visits, rollups and goal hits are written by code, never by hand;
+goals and funnels are what staff edit here."""
 
 from __future__ import annotations
 
+from django import forms
 from django.contrib import admin
+from django.core.exceptions import ValidationError
+from django.forms.models import BaseInlineFormSet
 
+from tracker import goals
 from tracker.models import (
+    FUNNEL_MAX_STEPS,
+    FUNNEL_MIN_STEPS,
     AggregationState,
     Event,
     EventDaily,
+    Funnel,
+    FunnelStep,
+    Goal,
+    GoalHit,
     PageDaily,
     PageHourly,
     TrackedSession,
@@ -143,3 +154,78 @@ class EventDailyAdmin(ReadOnlyAdmin):
     search_fields = ["name"]
     ordering = ["-day", "name"]
     show_full_result_count = False
+
+
+class GoalAdminForm(forms.ModelForm):
+    class Meta:
+        model = Goal
+        fields = ["name", "kind", "match", "prop_key", "prop_value"]
+
+    def clean(self) -> dict:
+        cleaned = super().clean()
+        errors = goals.goal_definition_errors(
+            kind=cleaned.get("kind") or "",
+            match=cleaned.get("match") or "",
+            prop_key=cleaned.get("prop_key") or "",
+            prop_value=cleaned.get("prop_value") or "",
+        )
+        for field, messages in errors.items():
+            for message in messages:
+                self.add_error(field if field in self.fields else None, message)
+        return cleaned
+
+
+@admin.register(Goal)
+class GoalAdmin(admin.ModelAdmin):
+    form = GoalAdminForm
+    list_display = ["name", "kind", "match", "prop_key", "prop_value", "created_at"]
+    list_filter = ["kind"]
+    search_fields = ["name", "match"]
+
+    def save_model(self, request, obj, form, change) -> None:
+        # A new goal, or one whose match changed, gets its hits rebuilt from the raw rows.
+        previous = Goal.objects.filter(pk=obj.pk).first() if change else None
+        super().save_model(request, obj, form, change)
+        if goals.goal_match_changed(obj, previous):
+            goals.goal_hits_rebuild_later(goal_id=obj.pk)
+
+
+@admin.register(GoalHit)
+class GoalHitAdmin(ReadOnlyAdmin):
+    list_display = ["reached_at", "goal", "revenue", "raw_id", "tracking_id"]
+    list_filter = ["goal", "reached_at"]
+    list_select_related = ["goal"]
+    ordering = ["-reached_at"]
+    show_full_result_count = False
+
+
+class FunnelStepFormSet(BaseInlineFormSet):
+    def clean(self) -> None:
+        super().clean()
+        kept = [
+            form
+            for form in self.forms
+            if form.cleaned_data and not form.cleaned_data.get("DELETE", False)
+        ]
+        if not FUNNEL_MIN_STEPS <= len(kept) <= FUNNEL_MAX_STEPS:
+            raise ValidationError(
+                f"A funnel has {FUNNEL_MIN_STEPS} to {FUNNEL_MAX_STEPS} steps; {len(kept)} given."
+            )
+
+
+class FunnelStepInline(admin.TabularInline):
+    model = FunnelStep
+    formset = FunnelStepFormSet
+    ordering = ["position"]
+    extra = 0
+    min_num = FUNNEL_MIN_STEPS
+    max_num = FUNNEL_MAX_STEPS
+    fields = ["position", "goal"]
+
+
+@admin.register(Funnel)
+class FunnelAdmin(admin.ModelAdmin):
+    """Funnels are configuration: staff edit them here or on the dashboard's funnels page."""
+
+    list_display = ["name", "across_visits", "created_at"]
+    inlines = [FunnelStepInline]

@@ -17,11 +17,14 @@ guarantees (nothing lost on the fault paths, nothing stored twice) with no code 
 from __future__ import annotations
 
 import atexit
+import contextlib
 import functools
 import logging
 import operator
 import os
 import socket
+import subprocess
+import sys
 import threading
 import time
 import uuid
@@ -390,6 +393,7 @@ class PostgresPipelineSink(DeferredSink):
         self.using = using
         self.insert_sql = {table: _pipeline_insert_sql(table) for table in (VISITS, EVENTS)}
         self.connection: psycopg.Connection | None = None  # opened by the first write
+        self.keeper: ConnectionKeeper | None = None
 
     def write(self, visit: dict, table: RawTable = VISITS) -> None:
         if connections[self.using].in_atomic_block:
@@ -401,7 +405,10 @@ class PostgresPipelineSink(DeferredSink):
         """Drop the connection without closing it: after a fork it is the parent's."""
         if self.connection is not None:
             _inherited_connections.append(self.connection)
+        if self.keeper is not None:
+            self.keeper.forget()
         self.connection = None
+        self.keeper = None
         self.unconfirmed.clear()
 
     def _send(self, visit: dict, table: RawTable) -> None:
@@ -413,6 +420,7 @@ class PostgresPipelineSink(DeferredSink):
             connection.execute("SET synchronous_commit TO off")
             connection.pgconn.enter_pipeline_mode()
             self.connection = connection
+            self.keeper = ConnectionKeeper(connection.pgconn.socket)
         pgconn = self.connection.pgconn
         # Text parameters, typed by the server from the columns: str() of a UUID, an aware
         # datetime, an int or a cleaned string is what PostgreSQL reads back as that value.
@@ -453,6 +461,62 @@ class PostgresPipelineSink(DeferredSink):
         if self.connection is not None:
             self.connection.close()
             self.connection = None
+        if self.keeper is not None:
+            self.keeper.release()
+            self.keeper = None
+
+
+# Run by a ConnectionKeeper: argv[1] is the connection's socket, stdin the worker's pipe.
+_KEEPER_PROGRAM = """
+import os, select, signal, sys
+signal.signal(signal.SIGINT, signal.SIG_DFL)  # Ctrl-C on `make run`: no traceback
+sock = int(sys.argv[1])
+if os.read(0, 1):
+    sys.exit(0)
+deadline = os.times().elapsed + 60
+while os.times().elapsed < deadline:
+    if not select.select([sock], [], [], 5)[0] or not os.read(sock, 65536):
+        break
+"""
+
+
+class ConnectionKeeper:
+    """A small process that holds a second handle on the pipeline's socket while the worker
+    lives, and keeps it open for a few seconds after the worker dies.
+
+    PostgreSQL ends a backend whose client it can no longer write to ("connection to client
+    lost") before it reads the inserts still waiting in its socket: a SIGKILLed worker would
+    lose the visits it had sent in its last moments. While the keeper holds the socket, the
+    connection outlives the worker, the server runs every insert it was sent, and the keeper
+    takes the replies and closes it once the server falls silent. A byte on the pipe (the
+    worker closing the connection itself) makes it exit at once.
+    """
+
+    def __init__(self, sock: int) -> None:
+        read_end, self._write_end = os.pipe()
+        try:
+            self._process = subprocess.Popen(
+                [sys.executable, "-S", "-c", _KEEPER_PROGRAM, str(sock)],
+                stdin=read_end,
+                pass_fds=(sock,),
+                close_fds=True,
+            )
+        finally:
+            os.close(read_end)
+
+    def release(self) -> None:
+        """The worker closed the connection: let the keeper go, and reap it."""
+        with contextlib.suppress(OSError):
+            os.write(self._write_end, b"x")
+        os.close(self._write_end)
+        try:
+            self._process.wait(timeout=5)
+        except subprocess.TimeoutExpired:
+            self._process.kill()
+
+    def forget(self) -> None:
+        """In a forked child: the keeper is the parent's; drop only this copy of its pipe."""
+        os.close(self._write_end)
 
 
 def _pipeline_insert_sql(table: RawTable) -> bytes:

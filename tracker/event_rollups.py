@@ -24,6 +24,7 @@ from __future__ import annotations
 
 import logging
 
+from tracker import goals
 from tracker.models import (
     AggregationState,
     Event,
@@ -193,6 +194,7 @@ def _aggregate_range(cursor, d: _Dialect, *, lo: int, hi: int) -> int:
             table=table, delta=delta, keys=keys, measures=measures, count=count
         ):
             _execute(cursor, statement)
+    goals.goal_hits_insert(kind="event", lo=lo, hi=hi)
     _execute(cursor, f"SELECT coalesce(sum(occurrences), 0) FROM {EV_BATCH}")
     return int(cursor.fetchone()[0])
 

@@ -633,6 +633,10 @@ class GoalHit(models.Model):
         return f"{self.reached_at:%Y-%m-%d %H:%M:%S} {self.goal_id}"
 
 
+FUNNEL_MIN_STEPS = 2
+FUNNEL_MAX_STEPS = 8
+
+
 class Funnel(models.Model):
     """2-8 ordered goals: a visitor passes a step on reaching it after the previous step, in
     the same visit, or in any later visit of the same visitor when ``across_visits`` is set."""

@@ -53,6 +53,7 @@ from dataclasses import dataclass
 from django.conf import settings
 from django.db import connection, models, transaction
 
+from tracker import goals
 from tracker.models import (
     COUNTRY_MAX_LENGTH,
     DEVICE_FIELDS,
@@ -887,6 +888,7 @@ def _aggregate_range(cursor, d: _Dialect, *, lo: int, hi: int) -> int:
     _execute(cursor, _insert_sessions_sql(d))
     _execute(cursor, _merge_sessions_sql(d))
     _apply_visit_rollups(cursor, d)
+    goals.goal_hits_insert(kind="page", lo=lo, hi=hi)
     if d.postgres and bulk:
         # After a bulk batch, fresh statistics keep the next runs' plans right (autovacuum
         # would get there, but only after a while).

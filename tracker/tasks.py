@@ -9,7 +9,7 @@ import redis
 from celery import shared_task
 from django.db import InterfaceError, OperationalError
 
-from tracker import event_rollups, retention, rollups
+from tracker import event_rollups, goals, retention, rollups
 from tracker.buffer import drain_buffered_visits
 
 # Connection errors to the database or the broker: worth retrying later with backoff.
@@ -67,3 +67,15 @@ def prune_raw_visits() -> int:
     visits = retention.raw_visits_prune()
     retention.raw_events_prune()
     return visits
+
+
+@shared_task(
+    name="tracker.tasks.rebuild_goal_hits",
+    autoretry_for=TRANSIENT_ERRORS,
+    retry_backoff=True,
+    retry_backoff_max=300,
+    max_retries=5,
+)
+def rebuild_goal_hits(goal_id: int) -> int:
+    """Replace a new or changed goal's hits with those of the raw rows still stored."""
+    return goals.goal_hits_rebuild(goal_id=goal_id)

@@ -11,6 +11,12 @@ about the visit timeout (``TRACKER_VISIT_TIMEOUT``), just under, exactly at or j
 aggregation meets gaps at its threshold. The seed fixes the traffic's shape; the event and
 tracking ids are fresh on every run, so running twice adds traffic instead of colliding.
 
+About one visit in seven also records events at one of its page views (``EVENT_MIX``):
+``cookie_tested``, ``download`` (a ``file`` prop), ``signup`` and ``purchase`` (a ``plan`` prop
+and the plan's price as revenue). They are drawn from a random stream of their own, so the page
+views of a seed stay what they were without them, and written with ``bulk_create`` after each
+chunk's page views.
+
 Ids are time-ordered (UUIDv7), made for the page view's time and the visitor's first page view,
 as the tracker would have made them. Visits are drawn in the order they start (a visitor's
 returns wait in a heap until the arrivals reach them) and each write's rows are sorted by time,
@@ -35,6 +41,7 @@ from bisect import bisect
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
+from decimal import Decimal
 from functools import cache
 from heapq import heappop, heappush
 from itertools import accumulate, islice
@@ -45,7 +52,7 @@ from django.utils import timezone
 from tqdm import tqdm
 
 from tracker.ids import RANDOM_BITS, UNIX_EPOCH, uuid7_int
-from tracker.models import Visit
+from tracker.models import Event, Visit
 
 CHUNK_SESSIONS = 20_000  # visitors per transaction
 WRITE_ROWS = 1_500  # per COPY write
@@ -61,6 +68,15 @@ RETURN_AFTER = (3_600, 7 * 86_400)
 PAUSE_PROBABILITY = 0.015  # of a visit of two pages or more (about 1% of all visits)
 PAUSE_SECONDS = 30  # how far under or over the visit timeout a pause ends
 
+# (chance per visit, name, props' choices, revenue per plan): independent draws, each at one of
+# the visit's page views, a few seconds after it.
+PLAN_PRICES = {"pro": Decimal("19.00"), "team": Decimal("49.00"), "enterprise": Decimal("199.00")}
+EVENT_MIX = [
+    (0.08, "cookie_tested", {}),
+    (0.04, "download", {"file": ["whitepaper.pdf", "pricing.pdf", "app.dmg", "app.exe"]}),
+    (0.03, "signup", {"plan": ["free", "free", "free", "pro", "team"]}),
+    (0.012, "purchase", {"plan": ["pro", "pro", "pro", "team", "team", "enterprise"]}),
+]
 SECTIONS = ["blog", "docs", "guides", "changelog", "customers"]
 TOP_PAGES = ["/", "/pricing/", "/about/", "/features/", "/contact/", "/signup/", "/login/"]
 # (weight, value) mixes; browser and system depend on the device like real traffic does.
@@ -200,6 +216,9 @@ class TrafficModel:
         # returning visitors wait here, about three days' worth of them.
         self.pending: list[tuple[int, int, _Visitor]] = []
         self.scheduled = 0
+        # Events: a stream of their own (see the top), held until their chunk is written.
+        self.event_rng = random.Random(seed ^ 0x5EED)
+        self.events: list[Event] = []
 
     def session_length(self) -> int:
         """Return a visit's page count."""
@@ -318,6 +337,8 @@ class TrafficModel:
                     )
                 )
             )
+        if rows:
+            self._visit_events(rows, tracking_field)
         if visitor.returns:
             visitor.returns -= 1
             micros += self.returns_after[bits(12)]
@@ -325,6 +346,35 @@ class TrafficModel:
                 self.scheduled += 1
                 heappush(self.pending, (micros, self.scheduled, visitor))
         return rows
+
+    def _visit_events(self, rows: list[bytes], tracking_field: bytes) -> None:
+        """Draw the visit's events (``EVENT_MIX``) at some of its page views (binary rows)."""
+        rng = self.event_rng
+        for chance, name, choices in EVENT_MIX:
+            if rng.random() >= chance:
+                continue
+            row = rows[rng.randrange(len(rows))]
+            micros = int.from_bytes(row[ROW_TIME], signed=True) + POSTGRES_EPOCH_MICROS
+            micros += rng.randrange(1, 10_000_000)
+            path_length = int.from_bytes(row[ROW_PATH : ROW_PATH + 4])
+            props = {key: rng.choice(values) for key, values in choices.items()}
+            event_id = uuid7_int(unix_ns=micros * 1000, random_bits=rng.getrandbits(62) ^ self.salt)
+            self.events.append(
+                Event(
+                    event_id=uuid.UUID(int=event_id),
+                    tracking_id=uuid.UUID(bytes=tracking_field[4:]),
+                    occurred_at=UNIX_EPOCH + timedelta(microseconds=micros),
+                    name=name,
+                    path=row[ROW_PATH + 4 : ROW_PATH + 4 + path_length].decode(),
+                    props=props,
+                    revenue=PLAN_PRICES[props["plan"]] if name == "purchase" else None,
+                )
+            )
+
+    def take_events(self) -> list[Event]:
+        """Return the events drawn since the last call, and forget them."""
+        events, self.events = self.events, []
+        return events
 
 
 @dataclass(slots=True)
@@ -368,6 +418,10 @@ STATUS_AND_RESPONSE = struct.Struct(">ihii")  # smallint status_code, integer re
 EMPTY_FIELD = struct.pack(">i", 0)
 POSTGRES_EPOCH = datetime(2000, 1, 1, tzinfo=UTC)
 POSTGRES_EPOCH_MICROS = int(POSTGRES_EPOCH.timestamp()) * 1_000_000
+# Where a row holds its time and its path: after the field count and the event id (6 + 16
+# bytes), the tracking id (4 + 16) and the time's length (4).
+ROW_TIME = slice(46, 54)
+ROW_PATH = 54
 
 
 @cache  # a few hundred distinct values, each encoded once instead of once per session
@@ -392,11 +446,13 @@ def traffic_generate(
             arrivals = islice(starts, count)
             with transaction.atomic():
                 written += write(model.row_batches(arrivals, flush=begin + count == sessions))
+                Event.objects.bulk_create(model.take_events(), batch_size=1000)
             bar.update(count)
     if connection.vendor == "postgresql":
         # Fresh planner statistics, so the next aggregation plans for the rows just loaded.
         with connection.cursor() as cursor:
             cursor.execute(f"ANALYZE {Visit._meta.db_table}")
+            cursor.execute(f"ANALYZE {Event._meta.db_table}")
     return written
 
 

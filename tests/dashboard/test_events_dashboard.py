@@ -12,6 +12,7 @@ from decimal import Decimal
 
 import pytest
 
+from dashboard.charts import short_id
 from tests.dashboard.conftest import HTMX, RANGE_QUERY, S0, S1, S5, S6, XSS_PATH, at, body
 from tracker.event_rollups import events_aggregate
 from tracker.models import Event
@@ -19,6 +20,7 @@ from tracker.models import Event
 pytestmark = pytest.mark.django_db
 
 RANGE_START, RANGE_END = at(10, 0), at(13, 0)
+TIMES = "\u00d7"  # the multiplication sign of "signup ×2"  # noqa: RUF003
 
 
 def event(tracking_id: uuid.UUID, occurred_at: dt.datetime, name: str, **fields) -> Event:
@@ -130,6 +132,28 @@ class EventPanelTests:
 
     def test_event_props_staff_only(self, member_client, known_events):
         assert member_client.get("/dashboard/events/props/?name=signup").status_code == 403
+
+
+class VisitorsTableEventsTests:
+    def test_each_visitor_row_counts_its_events_by_name(self, staff_client, known_events):
+        headers = {**HTMX, "HX-Target": "sessions"}
+        text = body(staff_client.get(f"/dashboard/?{RANGE_QUERY}", headers=headers))
+        rows = {
+            short_id(tracking_id): row
+            for row in text.split("<tr>")[2:]
+            for tracking_id in (S0, S1, S5, S6)
+            if f"<code>{short_id(tracking_id)}</code>" in row
+        }
+        expected: dict[str, dict[str, int]] = defaultdict(lambda: defaultdict(int))
+        for row in known_events:
+            expected[short_id(row.tracking_id)][row.name] += 1
+        assert set(rows) == {short_id(S1), short_id(S5), short_id(S6)}  # S0: before the range
+        for short, row in rows.items():
+            cell = row.split('<td class="label">')[2].split("</td>")[0]
+            names = [span.split("<")[0] for span in cell.split('<span class="event-count">')[1:]]
+            ranked = sorted(expected[short].items(), key=lambda item: (-item[1], item[0]))
+            assert names == [f"{name} {TIMES}{n}" if n > 1 else name for name, n in ranked]
+        assert '<span class="event-count">signup \u00d72</span>' in rows[short_id(S6)]
 
 
 class TimelineEventsTests:

@@ -175,3 +175,11 @@ class ProductionModeTests:
             **PRODUCTION_ENV,
         )
         assert flags == [True, True, True, "Lax"]
+
+    def test_report_links_point_at_the_site_in_production(self):
+        """Unset, SITE_URL is the first allowed host over HTTPS, never a loopback address."""
+        env = {**PRODUCTION_ENV, "ALLOWED_HOSTS": "stats.example.org,www.example.org"}
+        assert settings_value("settings.SITE_URL", **env) == "https://stats.example.org"
+        env["SITE_URL"] = "https://analytics.example.org:8443/"
+        assert settings_value("settings.SITE_URL", **env) == "https://analytics.example.org:8443"
+        assert settings_value("settings.SITE_URL", DEBUG="1") == "http://127.0.0.1:8000"

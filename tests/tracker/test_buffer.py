@@ -340,6 +340,21 @@ class PostgresPipelineSinkTests:
         wait_for_visits(5)
         assert Visit.objects.filter(path__startswith="/killed/").count() == 5
 
+    def test_worker_killed_with_many_inserts_in_flight_loses_none(self, pipeline_sink):
+        """The server reads the last inserts after the worker is gone: its keeper holds the
+        connection open until they have run (without it PostgreSQL drops them)."""
+        write_and_get_killed(pipeline_sink, visits=300)
+        wait_for_visits(300)
+        assert Visit.objects.filter(path__startswith="/killed/").count() == 300
+
+    def test_closing_the_connection_lets_its_keeper_go(self, pipeline_sink):
+        pipeline_sink.write(a_visit())
+        keeper = pipeline_sink.keeper._process
+        assert keeper.poll() is None  # alive beside the connection
+        pipeline_sink.close()
+        assert keeper.returncode == 0  # told to go, and reaped
+        assert Visit.objects.count() == 1
+
     def test_middleware_pipelines_page_views_on_postgresql(self, pipeline_sink, settings):
         settings.TRACKER_SINK = "direct"
         client = Client(headers={"user-agent": BROWSER_UA})

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from django.core.management.base import BaseCommand
 
-from tracker import event_rollups, rollups
+from tracker import event_rollups, goals, rollups
 
 
 class Command(BaseCommand):
@@ -22,8 +22,10 @@ class Command(BaseCommand):
         if rebuild:
             count = rollups.rollups_rebuild(batch_size=batch_size)
             events = event_rollups.event_rollups_rebuild()
+            hits = goals.goal_hits_rebuild_all()
             self.stdout.write(f"Rebuilt the rollups from {count} raw visits.")
             self.stdout.write(f"Rebuilt the event rollups from {events} raw events.")
+            self.stdout.write(f"Rebuilt {hits} goal hits from the raw rows still stored.")
         else:
             count = rollups.visits_aggregate(batch_size=batch_size)
             events = event_rollups.events_aggregate()

@@ -1,6 +1,7 @@
 """How fast the dashboard answers as the raw table grows: p50 / p95 per page and partial.
 
-A dedicated PostgreSQL database (``dashboard_bench``, dropped and created here) is filled with
+A dedicated PostgreSQL database (``dashboard_bench`` unless ``BENCH_DASHBOARD_DB`` names another;
+dropped and created here) is filled with
 ``generate_traffic`` over 30 days and aggregated; then a subprocess pointed at it by
 ``DATABASE_URL`` requests the full dashboard page and each htmx partial for the 30-day range
 through Django's test client (view, queries and templates; no network), as a staff user, once
@@ -12,7 +13,9 @@ incrementally) and the same requests are measured again, so the sizes compare li
 Environment: ``BENCH_POSTGRES`` (server URL without a database, default
 ``postgres://postgres@127.0.0.1:5432``), ``BENCH_DASHBOARD_VISITS`` (comma-separated raw visit
 counts, default ``1000000,10000000``), ``BENCH_DASHBOARD_REQUESTS`` (per target, default 40),
-``BENCH_DASHBOARD_REUSE=1`` (top up the database left by an earlier run instead of recreating it).
+``BENCH_DASHBOARD_REUSE=1`` (top up the database left by an earlier run instead of recreating it),
+``BENCH_DASHBOARD_DB`` (the database's name), ``BENCH_DASHBOARD_ONLY`` (measure only the targets
+whose label contains this text, e.g. ``journeys``).
 """
 
 from __future__ import annotations
@@ -29,7 +32,10 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 PYTHON = sys.executable
 POSTGRES = os.environ.get("BENCH_POSTGRES", "postgres://postgres@127.0.0.1:5432")
-BENCH_DB = "dashboard_bench"
+BENCH_DB = os.environ.get("BENCH_DASHBOARD_DB", "dashboard_bench")
+if not BENCH_DB.isidentifier():  # it goes into DROP DATABASE unquoted
+    raise SystemExit(f"BENCH_DASHBOARD_DB must be a plain identifier, not {BENCH_DB!r}")
+ONLY = os.environ.get("BENCH_DASHBOARD_ONLY", "")
 SIZES = [
     int(size) for size in os.environ.get("BENCH_DASHBOARD_VISITS", "1000000,10000000").split(",")
 ]

@@ -44,6 +44,13 @@ class NodeKind(StrEnum):
     OTHER = "other"  # the step's thinner pages, folded
 
 
+NODE_LABELS = {
+    NodeKind.EXIT: "(exit)",
+    NodeKind.ENTRANCE: "(entrance)",
+    NodeKind.OTHER: "(other pages)",
+}
+
+
 @dataclass(frozen=True, order=True)
 class JourneyNode:
     """One box of the chart: a page (or exit, entrance, other pages) at a column.
@@ -54,6 +61,10 @@ class JourneyNode:
     column: int
     kind: NodeKind
     path: str = ""
+
+    @property
+    def label(self) -> str:
+        return self.path if self.kind is NodeKind.PAGE else NODE_LABELS[self.kind]
 
 
 @dataclass(frozen=True)

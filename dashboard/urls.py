@@ -2,7 +2,7 @@ from __future__ import annotations
 
 from django.urls import path
 
-from dashboard import views
+from dashboard import journey_views, views
 
 app_name = "dashboard"
 
@@ -13,6 +13,7 @@ urlpatterns = [
     path("export/pages.csv", views.export_pages, name="export-pages"),
     path("export/events.csv", views.export_events, name="export-events"),
     path("events/props/", views.event_props, name="event-props"),
+    path("journeys/", journey_views.journeys_page, name="journeys"),
     path("api/stats.json", views.stats_json, name="stats"),
     path("settings/", views.settings_page, name="settings"),
     path("settings/reports/", views.reports_update, name="settings-reports"),

@@ -12,6 +12,7 @@ import pytest
 from dashboard import journeys
 from dashboard.journeys import Direction, NodeKind
 from tests.dashboard import reference
+from tests.dashboard.conftest import HTMX, body
 from tracker.models import Visit, VisitSummary
 from tracker.rollups import visits_aggregate
 
@@ -281,3 +282,79 @@ class JourneyShapesTests:
     def test_steps_out_of_range(self, db):
         with pytest.raises(ValueError):
             journeys.journey(start=START, end=START, path="/", steps=6)
+
+
+class JourneyViewTests:
+    URL = "/dashboard/journeys/"
+
+    @pytest.fixture
+    def known_range(self, db):
+        Visit.objects.bulk_create(
+            [
+                view(1, at(0), "/"),
+                view(2, at(0), "/"),
+                view(2, at(1), HOSTILE),
+                view(2, at(2), "/"),
+            ]
+        )
+        visits_aggregate()
+        return "start=2026-05-04&end=2026-05-04"
+
+    def test_staff_only(self, client, member_client):
+        assert client.get(self.URL).status_code == 302
+        assert member_client.get(self.URL).status_code == 403
+
+    def test_page_with_chart_and_table(self, staff_client, known_range):
+        response = staff_client.get(f"{self.URL}?{known_range}&steps=2")
+        assert response.status_code == 200
+        html = body(response)
+        assert 'data-figure="fig-journey"' in html
+        assert "from the top entry page" in html
+        assert html.count("<tr>") == 1 + 3  # head, then: / -> exit, / -> hostile, hostile -> /
+        assert HOSTILE not in html  # escaped everywhere, the JSON of the chart included
+        assert "&lt;script&gt;alert(1)&lt;/script&gt;" in html
+        assert '<script src="/static/plotly/plotly.min.js"' in html
+
+    def test_htmx_gets_the_part_alone(self, staff_client, known_range):
+        response = staff_client.get(f"{self.URL}?{known_range}&to=/", headers=HTMX)
+        assert response.status_code == 200
+        html = body(response)
+        assert html.lstrip().startswith('<div id="journeys"')
+        assert "The 3 pages before" in html and "<html" not in html
+
+    def test_from_a_hostile_path(self, staff_client, known_range):
+        response = staff_client.get(
+            self.URL, {"start": "2026-05-04", "end": "2026-05-04", "from": HOSTILE}
+        )
+        assert response.status_code == 200
+        assert HOSTILE not in body(response)
+
+    def test_no_visits(self, staff_client, db):
+        response = staff_client.get(f"{self.URL}?range=7d")
+        assert response.status_code == 200
+        assert "No visits in this range." in body(response)
+
+    @pytest.mark.parametrize(
+        "query, message",
+        [
+            ("steps=1", "steps:"),
+            ("steps=6", "steps:"),
+            ("steps=two", "steps: Give a whole number from 2 to 5."),
+            ("from=/a/&to=/b/", "Give either from= or to=, not both."),
+            ("from=%2Fa%0Ab%2F", "from: The path must not contain control characters."),
+            ("to=" + "x" * 501, "to:"),
+            ("range=1y", "range:"),
+            ("start=2026-05-04", "A custom range needs both"),
+        ],
+    )
+    def test_bad_parameters_are_400(self, staff_client, query, message):
+        response = staff_client.get(f"{self.URL}?{query}")
+        assert response.status_code == 400
+        assert message in body(response)
+        htmx = staff_client.get(f"{self.URL}?{query}", headers=HTMX)
+        assert htmx.status_code == 400
+        assert message in body(htmx)
+
+    def test_dashboard_links_to_journeys(self, staff_client, db):
+        html = body(staff_client.get("/dashboard/?range=30d"))
+        assert 'href="/dashboard/journeys/?range=30d"' in html

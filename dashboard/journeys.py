@@ -149,13 +149,15 @@ def flows_sql(
     summary, raw = VisitSummary._meta.db_table, Visit._meta.db_table
     if direction is Direction.FORWARD:
         # The page after: none once the visit's own page views end.
-        neighbour = "CASE WHEN position < pageviews THEN next_path END"
+        neighbour = "CASE WHEN position < pageviews THEN neighbour_path END"
         offsets = "offset_ BETWEEN 0 AND %s"
         bound = steps - 1
+        window_function = "lead"
     else:
-        neighbour = "previous_path"  # NULL at the visit's first page view
+        neighbour = "neighbour_path"  # NULL at the visit's first page view
         offsets = "offset_ BETWEEN %s AND 0"
         bound = 1 - steps
+        window_function = "lag"
     sql = f"""
         WITH chosen AS (
             SELECT s.id, s.tracking_id, s.started_at, s.ended_at, s.first_pageview_id,
@@ -171,8 +173,7 @@ def flows_sql(
         views AS (
             SELECT c.id AS visit_id, c.pageviews, v.path,
                 row_number() OVER visit AS position,
-                lag(v.path) OVER visit AS previous_path,
-                lead(v.path) OVER visit AS next_path
+                {window_function}(v.path) OVER visit AS neighbour_path
             FROM chosen c
             JOIN {raw} v ON v.tracking_id = c.tracking_id
                 AND v.visited_at >= c.started_at AND v.visited_at <= c.ended_at

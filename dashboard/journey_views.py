@@ -5,6 +5,8 @@ Staff only, like every dashboard view; an htmx request gets the #journeys part a
 
 from __future__ import annotations
 
+from urllib.parse import urlencode
+
 from django.core.cache import cache
 from django.http import HttpResponse, HttpResponseBadRequest
 from django.shortcuts import render
@@ -25,6 +27,30 @@ def _bad_request(request: HtmxHttpRequest, message: str) -> HttpResponse:
     if request.htmx:
         return HttpResponseBadRequest(message, content_type="text/plain; charset=utf-8")
     return render(request, "dashboard/bad_request.html", {"message": message}, status=400)
+
+
+def flow_rows(journey: journeys.Journey, *, range_query: str) -> list[dict]:
+    """The table's rows: each page links to the journeys from it (one query string per node)."""
+    queries: dict[journeys.JourneyNode, str | None] = {}
+
+    def cell(node: journeys.JourneyNode) -> dict:
+        if node not in queries:
+            queries[node] = (
+                f"{range_query}&{urlencode({'from': node.path, 'steps': journey.steps})}"
+                if node.kind is journeys.NodeKind.PAGE
+                else None
+            )
+        return {"label": node.label, "query": queries[node]}
+
+    return [
+        {
+            "step": link.step,
+            "source": cell(link.source),
+            "target": cell(link.target),
+            "visits": link.visits,
+        }
+        for link in journey.links
+    ]
 
 
 def _journey(*, period, form: JourneyForm) -> journeys.Journey:
@@ -67,6 +93,7 @@ def journeys_page(request: HtmxHttpRequest) -> HttpResponse:
         "time_zone": timezone.get_current_timezone_name(),
         "journey": journey,
         "journey_figure": journey_figure(journey),
+        "flows": flow_rows(journey, range_query=range_query),
         "journeys_url": reverse("dashboard:journeys"),
         "range_query": range_query,
         "journey_query": form.query_string(),

@@ -138,7 +138,7 @@ def flows_sql(
     visits: QuerySet[VisitSummary] | None,
     watermark: int,
 ) -> tuple[str, list]:
-    """The query of _link_counts (public for EXPLAIN in the benchmark)."""
+    """The query of _link_counts, on its own so that it can be EXPLAINed."""
     adapt = connection.ops.adapt_datetimefield_value
     params: list = [adapt(start), adapt(end)]
     chosen_filter = ""

@@ -35,8 +35,9 @@ def flow_rows(journey: journeys.Journey, *, range_query: str) -> list[dict]:
 
     def cell(node: journeys.JourneyNode) -> dict:
         if node not in queries:
+            own = urlencode({"from": node.path, "steps": journey.steps})
             queries[node] = (
-                f"{range_query}&{urlencode({'from': node.path, 'steps': journey.steps})}"
+                "&".join(filter(None, [range_query, own]))
                 if node.kind is journeys.NodeKind.PAGE
                 else None
             )

@@ -2,7 +2,7 @@ from __future__ import annotations
 
 from django.urls import path
 
-from dashboard import funnel_views, goal_views, views
+from dashboard import funnel_views, goal_views, journey_views, views
 
 app_name = "dashboard"
 
@@ -16,6 +16,7 @@ urlpatterns = [
     path("funnels/", funnel_views.funnels_page, name="funnels"),
     path("funnels/add/", funnel_views.funnel_add, name="funnel-add"),
     path("funnels/<int:funnel_id>/delete/", funnel_views.funnel_remove, name="funnel-delete"),
+    path("journeys/", journey_views.journeys_page, name="journeys"),
     path("api/stats.json", views.stats_json, name="stats"),
     path("settings/", views.settings_page, name="settings"),
     path("goals/", goal_views.goals_page, name="goals"),

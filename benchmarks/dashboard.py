@@ -54,6 +54,9 @@ BENCH_FUNNELS = [
     ("Docs to signup, any visit", True, ["Read the docs", "Viewed pricing", "Signed up"]),
 ]
 GROWTH_TARGET = 1.3
+FILTER_1 = "referrer=www.google.com"
+FILTER_2 = f"{FILTER_1}&device=mobile"
+FILTER_3 = f"{FILTER_2}&page=%2Fpricing%2F"
 # (label, query string, htmx target or None for the full page)
 TARGETS = [
     ("full page", "range=30d", None),
@@ -70,11 +73,17 @@ TARGETS = [
     ("partial: goals", "range=30d", "goals"),
     ("partial: funnels", "range=30d", "funnels"),
     ("stats.json", "range=30d", "json"),
+    # Filters (issue 23) read the per-visit table: a quarter of the visits, then narrower.
+    ("filtered full page: 1 filter", f"range=30d&{FILTER_1}", None),
+    ("filtered full page: 2 filters", f"range=30d&{FILTER_2}", None),
+    ("filtered full page: 3 filters", f"range=30d&{FILTER_3}", None),
+    ("filtered stats.json: 3 filters", f"range=30d&{FILTER_3}", "json"),
     # The Journeys view reads raw page views (their order): its own target, JOURNEYS_P95_TARGET_MS.
     ("journeys: from the top entry page, 3 steps", "range=30d", "journeys"),
     ("journeys: from /pricing/, 5 steps", "range=30d&from=/pricing/&steps=5", "journeys"),
     ("journeys: to /signup/, 3 steps", "range=30d&to=/signup/", "journeys"),
 ]
+P95_FILTERED_TARGET_MS = 500.0
 ONLY = [text for text in os.environ.get("BENCH_DASHBOARD_ONLY", "").split(",") if text]
 if ONLY:
     TARGETS = [target for target in TARGETS if any(text in target[0] for text in ONLY)]
@@ -239,12 +248,15 @@ def main() -> None:
     worst = {"cold": 0.0, "warm": 0.0}
     worst_journeys = {"cold": 0.0, "warm": 0.0}
     worst_growth = 0.0
+    worst_filtered = 0.0
     for label, _query, _target in TARGETS:
         cells = []
         for size, mode in columns:
             figures = measured[size][f"{label}|{mode}"]
             cells.append(f"{figures['p50']:.1f} / {figures['p95']:.1f}")
-            if size == sizes[-1] and "funnels" not in label:
+            if size == sizes[-1] and label.startswith("filtered"):
+                worst_filtered = max(worst_filtered, figures["p95"])
+            elif size == sizes[-1] and "funnels" not in label:
                 worsts = worst_journeys if _target == "journeys" else worst
                 worsts[mode] = max(worsts[mode], figures["p95"])
         line = f"| {label} | " + " | ".join(cells)
@@ -271,6 +283,11 @@ def main() -> None:
             f"Journeys at {sizes[-1]:,} visits, worst p95: cold cache "
             f"{worst_journeys['cold']:.1f} ms, warm cache {worst_journeys['warm']:.1f} ms "
             f"(target {JOURNEYS_P95_TARGET_MS:.0f} ms)"
+        )
+    if worst_filtered:
+        print(
+            f"Filtered targets at {sizes[-1]:,} visits: worst p95 {worst_filtered:.1f} ms "
+            f"(target {P95_FILTERED_TARGET_MS:.0f} ms)"
         )
     funnels = measured[sizes[-1]].get("partial: funnels|cold")
     if funnels:

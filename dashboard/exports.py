@@ -10,7 +10,8 @@ import csv
 import datetime as dt
 from collections.abc import Iterable, Iterator
 
-from dashboard import event_queries, queries
+from dashboard import event_queries, filtered_queries, queries
+from dashboard.filters import NO_FILTERS, Filters
 
 FORMULA_PREFIXES = ("=", "+", "-", "@", "\t", "\r")
 # One row per visit started in the range: the per-visit table's fields, as queries name them.
@@ -44,18 +45,40 @@ def _cell(value: object) -> object:
     return value.isoformat() if isinstance(value, dt.datetime) else value
 
 
-def visit_rows(*, start, end, path: str | None) -> Iterator[list[object]]:
+def visit_rows(
+    *, start, end, path: str | None, filters: Filters = NO_FILTERS
+) -> Iterator[list[object]]:
     """Visits in VISIT_COLUMNS order, oldest first."""
-    for row in queries.visits_for_export(start=start, end=end, path=path):
+    rows = (
+        filtered_queries.visits_for_export_filtered(filters=filters, start=start, end=end)
+        if filters
+        else queries.visits_for_export(start=start, end=end, path=path)
+    )
+    for row in rows:
         yield [_cell(value) for value in row]
 
 
-def page_rows(*, start, end, path: str | None) -> Iterator[list[object]]:
-    for row in queries.top_pages(start=start, end=end, limit=None, path=path):
+def page_rows(
+    *, start, end, path: str | None, filters: Filters = NO_FILTERS
+) -> Iterator[list[object]]:
+    rows = (
+        filtered_queries.top_pages_filtered(filters=filters, start=start, end=end, limit=None)
+        if filters
+        else queries.top_pages(start=start, end=end, limit=None, path=path)
+    )
+    for row in rows:
         yield [row[column] for column in PAGE_COLUMNS]
 
 
-def event_rows(*, start, end, path: str | None) -> Iterator[list[object]]:
-    """Event names of the range (the path filter does not apply: events have no page rollup)."""
-    for row in event_queries.event_totals(start=start, end=end):
+def event_rows(
+    *, start, end, path: str | None, filters: Filters = NO_FILTERS
+) -> Iterator[list[object]]:
+    """Event names of the range (the path filter alone does not apply: events have no page
+    rollup); under filters, the events of the filtered visits."""
+    rows = (
+        filtered_queries.events_filtered(filters=filters, start=start, end=end)
+        if filters
+        else event_queries.event_totals(start=start, end=end)
+    )
+    for row in rows:
         yield [row[column] for column in EVENT_COLUMNS]

@@ -13,6 +13,19 @@ from urllib.parse import urlencode
 from django import forms
 from django.utils import timezone
 
+from dashboard.filters import (
+    FORM_DIMENSION,
+    IS,
+    NO_FILTERS,
+    PAGE_NUMBER,
+    Filter,
+    FilterError,
+    Filters,
+    filters_add,
+    filters_pairs,
+    filters_parse,
+    filters_remove,
+)
 from dashboard.models import ReportKind
 from tracker.models import PATH_MAX_LENGTH
 
@@ -78,6 +91,17 @@ class DashboardFilterForm(forms.Form):
     # "1" draws the previous period beside the current one on the time series.
     compare = forms.ChoiceField(choices=[("1", "compare")], required=False)
 
+    def __init__(self, data=None, *args, **kwargs):
+        # page= holds the table's page number and the "page visited" filter: the field sees the
+        # numbers only, filters_parse the rest (see dashboard.filters.PAGE_NUMBER).
+        self.query = data if data is not None else {}
+        if data is not None and hasattr(data, "getlist") and "page" in data:
+            data = data.copy()
+            data.setlist(
+                "page", [value for value in data.getlist("page") if PAGE_NUMBER.fullmatch(value)]
+            )
+        super().__init__(data, *args, **kwargs)
+
     def clean_path(self) -> str:
         path = self.cleaned_data["path"]
         if path and any(ord(char) < 32 for char in path):
@@ -86,6 +110,17 @@ class DashboardFilterForm(forms.Form):
 
     def clean(self) -> dict:
         cleaned = super().clean()
+        try:
+            cleaned["filters"] = filters_parse(self.query)
+        except FilterError as error:
+            raise forms.ValidationError(str(error)) from None
+        if cleaned["filters"] and cleaned.get("path"):
+            # Beside other filters the old path= is the entry page (alone it keeps its rollup
+            # meaning: see queries); written back as entry=, so chips and links show it so.
+            cleaned["filters"] = filters_add(
+                cleaned["filters"], Filter("entry", IS, cleaned["path"])
+            )
+            cleaned["path"] = ""
         if self.errors:
             return cleaned
         start, end = cleaned.get("start"), cleaned.get("end")
@@ -126,8 +161,18 @@ class DashboardFilterForm(forms.Form):
         tomorrow = today + dt.timedelta(days=1)
         return Period(local_midnight(first_day), local_midnight(tomorrow), key, label)
 
-    def query_string(self, **changes: object) -> str:
-        """The current valid parameters as a query string, with some replaced or dropped (None)."""
+    @property
+    def filters(self) -> Filters:
+        return self.cleaned_data.get("filters", NO_FILTERS)
+
+    @property
+    def from_filter_form(self) -> bool:
+        """Sent by the "add a filter" form: its URL should be rewritten with the filter's name."""
+        return bool(self.query.get(FORM_DIMENSION))
+
+    def query_string(self, *, filters: Filters | None = None, **changes: object) -> str:
+        """The current valid parameters as a query string, with some replaced or dropped (None);
+        ``filters`` replaces the filters."""
         params = {
             name: self.cleaned_data.get(name)
             for name in ("range", "start", "end", "path", "compare", "page")
@@ -138,7 +183,24 @@ class DashboardFilterForm(forms.Form):
         if changes.get("start"):
             params["range"] = None
         pairs = [(name, str(value)) for name, value in params.items() if value not in (None, "")]
-        return urlencode(pairs)
+        chosen = self.cleaned_data.get("filters", NO_FILTERS) if filters is None else filters
+        return urlencode(pairs + filters_pairs(chosen))
+
+    def filter_links(self) -> list[dict]:
+        """The active filters as chips: each one's label, value and the query without it."""
+        current = self.cleaned_data.get("filters", NO_FILTERS)
+        return [
+            {
+                "filter": item,
+                "remove_query": self.query_string(filters=filters_remove(current, item), page=None),
+            }
+            for item in current
+        ]
+
+    def query_with(self, item: Filter) -> str:
+        """The query string with one more filter (a click on a row), back on page one."""
+        current = self.cleaned_data.get("filters", NO_FILTERS)
+        return self.query_string(filters=filters_add(current, item), page=None)
 
     def range_links(self, period: Period) -> list[dict]:
         """The range selector's links, keeping the path filter and restarting at page one."""

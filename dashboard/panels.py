@@ -17,7 +17,8 @@ from collections.abc import Callable
 from django.conf import settings
 from django.core.cache import cache
 
-from dashboard import charts, event_queries, goal_queries, queries
+from dashboard import charts, event_queries, filtered_queries, goal_queries, queries
+from dashboard.filters import NO_FILTERS, Filters, filters_pairs
 from dashboard.forms import Period
 from dashboard.funnels import funnel_panel
 from tracker.goals import MATCH_FIELDS
@@ -223,16 +224,32 @@ def goals_version() -> str:
     return hashlib.sha256(repr(goals).encode()).hexdigest()[:16]
 
 
-def part_cache_key(part: str, *, version: str, period: Period, path: str) -> str:
+def part_cache_key(
+    part: str, *, version: str, period: Period, path: str, filters: Filters = NO_FILTERS
+) -> str:
     """The one place that names dashboard cache keys (hashed: paths are long and arbitrary)."""
     raw = f"{version}|{part}|{period.start.isoformat()}|{period.end.isoformat()}|{path}"
+    if filters:
+        raw = f"{raw}|{filters_pairs(filters)!r}"
     return f"dashboard:part:v1:{hashlib.sha256(raw.encode()).hexdigest()}"
 
 
 def panel_context(
-    names: list[str], *, period: Period, path: str, page: int, now: dt.datetime
+    names: list[str],
+    *,
+    period: Period,
+    path: str,
+    page: int,
+    now: dt.datetime,
+    filters: Filters = NO_FILTERS,
 ) -> dict:
-    """The context the named panels need, and nothing more; rollup parts come from the cache."""
+    """The context the named panels need, and nothing more; rollup parts come from the cache.
+
+    Under ``filters`` the parts read the per-visit table instead (filtered_panels), cached alike.
+    """
+    # Here, not at the top: filtered_panels imports this module.
+    from dashboard.filtered_panels import filtered_part
+
     parts = [part for name in names for part in PANELS[name]]
     keys: dict[str, str] = {}
     if any(part in CACHED_PARTS for part in parts):
@@ -241,14 +258,20 @@ def panel_context(
         version_of = {"goals": f"{version}|{goals_version()}"} if "goals" in parts else {}
         keys = {
             part: part_cache_key(
-                part, version=version_of.get(part, version), period=period, path=path
+                part,
+                version=version_of.get(part, version),
+                period=period,
+                path=path,
+                filters=filters,
             )
             for part in parts
             if part in CACHED_PARTS
         }
     hits = cache.get_many(list(keys.values())) if keys else {}
     missing = [part for part in parts if keys.get(part) not in hits]
-    dimensions = [d for part in missing for d in PART_DIMENSIONS.get(part, [])]
+    dimensions = (
+        [d for part in missing for d in PART_DIMENSIONS.get(part, [])] if not filters else []
+    )
     breakdowns = (
         queries.dimension_breakdown(
             start=period.start,
@@ -262,12 +285,21 @@ def panel_context(
     )
     context: dict = {}
     computed: dict[str, dict] = {}
+    memo: dict = {}  # what the filtered parts of this request share
     for part in parts:
         key = keys.get(part)
         if key in hits:
             context.update(hits[key])
             continue
-        values = PARTS[part](period=period, path=path, page=page, now=now, breakdowns=breakdowns)
+        values = (
+            filtered_part(part, period=period, filters=filters, page=page, now=now, memo=memo)
+            if filters
+            else None
+        )
+        if values is None:
+            values = PARTS[part](
+                period=period, path=path, page=page, now=now, breakdowns=breakdowns
+            )
         context.update(values)
         if key:
             computed[key] = values
@@ -276,11 +308,18 @@ def panel_context(
     return context
 
 
-def stats_figures(*, period: Period, path: str, now: dt.datetime) -> dict:
+def stats_figures(
+    *, period: Period, path: str, now: dt.datetime, filters: Filters = NO_FILTERS
+) -> dict:
     """stats.json: its rollup figures cached like the panels, "live" always read fresh."""
     version = f"{rollups_version()}|{goals_version()}"
-    key = part_cache_key("stats", version=version, period=period, path=path)
+    key = part_cache_key("stats", version=version, period=period, path=path, filters=filters)
     figures = cache.get(key)
+    if figures is None and filters:
+        figures = filtered_queries.stats_filtered(
+            filters=filters, start=period.start, end=period.end
+        )
+        cache.set(key, figures, timeout=PANEL_CACHE_SECONDS)
     if figures is None:
         figures = queries.stats_from_rollups(start=period.start, end=period.end, path=path)
         figures["events"] = event_queries.event_totals(start=period.start, end=period.end)

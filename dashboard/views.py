@@ -29,7 +29,7 @@ from django.utils import timezone
 from django.views.decorators.cache import never_cache
 from django.views.decorators.http import require_GET, require_POST
 from django.views.decorators.vary import vary_on_headers
-from django_htmx.http import HttpResponseClientRedirect
+from django_htmx.http import HttpResponseClientRedirect, push_url
 from django_htmx.middleware import HtmxDetails
 
 from dashboard import event_queries, exports, queries, reports, sharing
@@ -107,6 +107,9 @@ def _dashboard_page(
     form = _filters(request)
     if isinstance(form, HttpResponse):
         return form
+    canonical = f"{dashboard_url}?{form.query_string(page=None)}"
+    if form.from_filter_form and not request.htmx:
+        return redirect(canonical)
     now = timezone.now()
     period = form.period(now=now)
     partial = _partial(request)
@@ -123,6 +126,10 @@ def _dashboard_page(
         "range_links": form.range_links(period),
         "compare": form.cleaned_data["compare"] == "1",
         "compare_query": form.query_string(compare=None if form.cleaned_data["compare"] else "1"),
+        "filters": form.filters,
+        "filter_chips": form.filter_links(),
+        "unfiltered_query": form.query_string(filters=(), page=None),
+        "retention_days": settings.TRACKER_RAW_RETENTION_DAYS,
         "time_zone": timezone.get_current_timezone_name(),
         "visit_timeout": settings.TRACKER_VISIT_TIMEOUT,
         "dashboard_url": dashboard_url,
@@ -133,10 +140,12 @@ def _dashboard_page(
             path=form.cleaned_data["path"],
             page=form.cleaned_data["page"] or 1,
             now=now,
+            filters=form.filters,
         ),
     }
     template = f"{INDEX_TEMPLATE}#{partial}" if partial else INDEX_TEMPLATE
-    return render(request, template, context)
+    response = render(request, template, context)
+    return push_url(response, canonical) if form.from_filter_form else response
 
 
 @dashboard_view
@@ -172,7 +181,13 @@ def _csv_export(request: HtmxHttpRequest, *, name: str, columns: list[str], rows
         return form
     period = form.period(now=timezone.now())
     lines = exports.csv_lines(
-        columns, rows(start=period.start, end=period.end, path=form.cleaned_data["path"])
+        columns,
+        rows(
+            start=period.start,
+            end=period.end,
+            path=form.cleaned_data["path"],
+            filters=form.filters,
+        ),
     )
     response = StreamingHttpResponse(lines, content_type="text/csv; charset=utf-8")
     filename = _export_name(name, period, "csv")
@@ -233,7 +248,9 @@ def _stats_json(request: HtmxHttpRequest) -> HttpResponse:
         return JsonResponse({"error": form.error_message()}, status=400)
     now = timezone.now()
     period = form.period(now=now)
-    figures = stats_figures(period=period, path=form.cleaned_data["path"], now=now)
+    figures = stats_figures(
+        period=period, path=form.cleaned_data["path"], now=now, filters=form.filters
+    )
     return JsonResponse(figures)
 
 

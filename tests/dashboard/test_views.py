@@ -169,9 +169,10 @@ class PageAndPartialTests:
             staff_client.get(f"/dashboard/?{RANGE_QUERY}", headers={**HTMX, "HX-Target": "sources"})
         )
         # Referrers: direct (S2, S5, S6's second visit; S4's is hostile), search.example twice.
-        row = text.split("search.example</td>")[1].split("</tr>")[0]
+        # Each row's value is a link that adds its filter.
+        row = text.split("search.example</a></td>")[1].split("</tr>")[0]
         assert '<td class="num">2</td><td class="num">0%</td>' in row
-        direct = text.split("(direct)</td>")[1].split("</tr>")[0]
+        direct = text.split("(direct)</a></td>")[1].split("</tr>")[0]
         assert '<td class="num">3</td><td class="num">33%</td>' in direct
 
 
@@ -182,7 +183,7 @@ class PageAndPartialTests:
             )
         )
         rows = [row.split("</tr>")[0] for row in text.split("<tr ")[1:]]
-        cells = [re.findall(r"<td[^>]*>(.*?)</td>", row) for row in rows]
+        cells = [re.findall(r"<td[^>]*>(?:<a [^>]*>)?(.*?)(?:</a>)?</td>", row) for row in rows]
         assert cells == [
             ["(unknown)", "2", "2", "100%"],
             ["\U0001f1e9\U0001f1ea Germany", "1", "2", "0%"],
@@ -261,7 +262,7 @@ class BadParameterTests:
             "range=7d&start=2026-01-10&end=2026-01-12",
             "page=0",
             "page=-1",
-            "page=abc",
+            "page=%2Fa%0Ab",  # not a number: the "page visited" filter, with a control char
             "page=99999999999999999999",
             "path=" + "a" * 501,
             "path=%2Fa%0Ab",

@@ -10,14 +10,19 @@ from __future__ import annotations
 import datetime as dt
 from collections.abc import Callable
 
-from dashboard import charts, filtered_queries
-from dashboard.filters import Filters
+from django.conf import settings
+
+from dashboard import charts, filtered_queries, goal_queries
+from dashboard.filters import Filters, filters_pairs, visits_filtered
 from dashboard.forms import Period
+from dashboard.funnels import funnel_panel
 from dashboard.panels import (
     BREAKDOWN_LIMIT,
     BUSIEST_LIMIT,
     PART_DIMENSIONS,
     SESSIONS_PER_PAGE,
+    over_time_context,
+    rollups_version,
 )
 
 
@@ -59,11 +64,10 @@ def _over_time(*, period: Period, filters: Filters, page: int, memo: dict) -> di
     points = filtered_queries.timeseries_filtered(
         filters=filters, start=period.start, end=period.end
     )
-    return {
-        "timeseries": points,
-        "timeseries_hourly": period.hourly,
-        "timeseries_figure": charts.timeseries_figure(points, hourly=period.hourly),
-    }
+    previous = filtered_queries.timeseries_filtered(
+        filters=filters, start=period.previous.start, end=period.previous.end
+    )
+    return over_time_context(points, previous, hourly=period.hourly)
 
 
 def _breakdown(part: str) -> Callable[..., dict]:
@@ -120,6 +124,26 @@ def _events(*, period: Period, filters: Filters, page: int, memo: dict) -> dict:
     return {"events": events}
 
 
+def _goals(*, period: Period, filters: Filters, page: int, memo: dict) -> dict:
+    visits = visits_filtered(filters=filters, start=period.start, end=period.end)
+    return {
+        "goals": goal_queries.goal_totals(start=period.start, end=period.end, visits=visits),
+        "goals_loaded": True,
+        "currency": settings.TRACKER_CURRENCY,
+    }
+
+
+def _funnels(*, period: Period, filters: Filters, page: int, memo: dict) -> dict:
+    panel = funnel_panel(
+        start=period.start,
+        end=period.end,
+        version=rollups_version,
+        visits=visits_filtered(filters=filters, start=period.start, end=period.end),
+        filters_key=repr(filters_pairs(filters)),
+    )
+    return {"funnels": panel, "funnels_loaded": True}
+
+
 FILTERED_PARTS: dict[str, Callable[..., dict]] = {
     "headline": _headline,
     "visits": _visits,
@@ -130,6 +154,8 @@ FILTERED_PARTS: dict[str, Callable[..., dict]] = {
     "countries": _countries,
     "sessions": _sessions,
     "events": _events,
+    "goals": _goals,
+    "funnels": _funnels,
 }
 
 

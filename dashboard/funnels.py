@@ -245,20 +245,31 @@ def _definitions_stamp(funnels: list[Funnel]) -> str:
     )  # fmt: skip
 
 
-def funnel_panel(*, start: dt.datetime, end: dt.datetime, version: Callable[[], str]) -> list[dict]:
+def funnel_panel(
+    *,
+    start: dt.datetime,
+    end: dt.datetime,
+    version: Callable[[], str],
+    visits: QuerySet[VisitSummary] | None = None,
+    filters_key: str = "",
+) -> list[dict]:
     """Every funnel's report and chart, cached under the rollups' stamp (``version()``, read
-    only when there is a funnel: goal hits change only with aggregation) and the funnels'
-    definitions (which staff change at any time)."""
+    only when there is a funnel: goal hits change only with aggregation), the funnels'
+    definitions (which staff change at any time) and the filters (``filters_key``, that
+    ``visits`` are the range's visits passing)."""
     funnels = list(funnels_with_steps())
     if not funnels:
         return []
-    raw = f"{version()}|{start.isoformat()}|{end.isoformat()}|{_definitions_stamp(funnels)}"
+    raw = (
+        f"{version()}|{start.isoformat()}|{end.isoformat()}|{_definitions_stamp(funnels)}"
+        f"|{filters_key}"
+    )
     key = f"dashboard:funnels:v1:{hashlib.sha256(raw.encode()).hexdigest()}"
     panel = cache.get(key)
     if panel is None:
         panel = []
         for funnel in funnels:
-            report = funnel_report(funnel=funnel, start=start, end=end)
+            report = funnel_report(funnel=funnel, start=start, end=end, visits=visits)
             panel.append(
                 {
                     "id": funnel.pk,

@@ -186,12 +186,14 @@ def goal_totals(
     return totals
 
 
-def goal_stats(*, start: dt.datetime, end: dt.datetime) -> list[dict]:
+def goal_stats(
+    *, start: dt.datetime, end: dt.datetime, visits: QuerySet[VisitSummary] | None = None
+) -> list[dict]:
     """stats.json's ``goals``: the figures of GOAL_COLUMNS, revenue as a decimal string."""
     return [
         {
             **{column: row[column] for column in GOAL_COLUMNS},
             "revenue": None if row["revenue"] is None else str(row["revenue"]),
         }
-        for row in goal_totals(start=start, end=end)
+        for row in goal_totals(start=start, end=end, visits=visits)
     ]

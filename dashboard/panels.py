@@ -18,7 +18,7 @@ from django.conf import settings
 from django.core.cache import cache
 
 from dashboard import charts, event_queries, filtered_queries, goal_queries, queries
-from dashboard.filters import NO_FILTERS, Filters, filters_pairs
+from dashboard.filters import NO_FILTERS, Filters, filters_pairs, visits_filtered
 from dashboard.forms import Period
 from dashboard.funnels import funnel_panel
 from tracker.goals import MATCH_FIELDS
@@ -80,18 +80,23 @@ def _visits(*, period: Period, path: str, page: int, now: dt.datetime, breakdown
 
 def _over_time(*, period: Period, path: str, page: int, now: dt.datetime, breakdowns: dict) -> dict:
     points = queries.timeseries(start=period.start, end=period.end, path=path)
-    # Both figures are cached together: switching the comparison on or off reads nothing new.
     previous = queries.timeseries(start=period.previous.start, end=period.previous.end, path=path)
+    return over_time_context(points, previous, hourly=period.hourly)
+
+
+def over_time_context(points: list[dict], previous: list[dict], *, hourly: bool) -> dict:
+    """The time series part: both figures cached together, so that switching the comparison
+    with the previous period on or off reads nothing new."""
     return {
         # Each bucket with the one of the previous period that the comparison draws under it.
         "timeseries": [
             {**point, "previous": before}
             for point, before in zip(points, previous + [None] * len(points), strict=False)
         ],
-        "timeseries_hourly": period.hourly,
-        "timeseries_figure": charts.timeseries_figure(points, hourly=period.hourly),
+        "timeseries_hourly": hourly,
+        "timeseries_figure": charts.timeseries_figure(points, hourly=hourly),
         "timeseries_compare_figure": charts.timeseries_figure(
-            points, hourly=period.hourly, previous=previous
+            points, hourly=hourly, previous=previous
         ),
     }
 
@@ -315,9 +320,14 @@ def stats_figures(
     version = f"{rollups_version()}|{goals_version()}"
     key = part_cache_key("stats", version=version, period=period, path=path, filters=filters)
     figures = cache.get(key)
+    visits = None
     if figures is None and filters:
         figures = filtered_queries.stats_filtered(
             filters=filters, start=period.start, end=period.end
+        )
+        visits = visits_filtered(filters=filters, start=period.start, end=period.end)
+        figures["goals"] = goal_queries.goal_stats(
+            start=period.start, end=period.end, visits=visits
         )
         cache.set(key, figures, timeout=PANEL_CACHE_SECONDS)
     if figures is None:
@@ -325,7 +335,15 @@ def stats_figures(
         figures["events"] = event_queries.event_totals(start=period.start, end=period.end)
         figures["goals"] = goal_queries.goal_stats(start=period.start, end=period.end)
         cache.set(key, figures, timeout=PANEL_CACHE_SECONDS)
-    funnels = funnel_panel(start=period.start, end=period.end, version=lambda: version)
+    if filters and visits is None:
+        visits = visits_filtered(filters=filters, start=period.start, end=period.end)
+    funnels = funnel_panel(
+        start=period.start,
+        end=period.end,
+        version=lambda: version,
+        visits=visits,
+        filters_key=repr(filters_pairs(filters)) if filters else "",
+    )
     return {
         **figures,
         "funnels": [funnel["report"] for funnel in funnels],

@@ -46,6 +46,33 @@ class CompareTests:
             assert lines[name]["customdata"] == ["2026-01-07", "2026-01-08", "2026-01-09"]
         assert lines["Visits, previous period"]["y"] == [0, 1, 0]  # S0's bounce on the 8th
 
+    @pytest.mark.parametrize("query", ["browser=Chrome", "browser__not=Chrome", "page=/signup/"])
+    def test_previous_period_follows_the_filters(self, staff_client, known_data, query):
+        figure = timeseries_figure(over_time(staff_client, f"{RANGE_QUERY}&{query}&compare=1"))
+        lines = {trace["name"]: trace for trace in figure["data"]}
+        views = known_visits()
+        visits = reference.split_visits(views, timeout=1800)
+        if query == "browser=Chrome":
+            visits = [visit for visit in visits if visit.value("browser") == "Chrome"]
+        elif query == "browser__not=Chrome":
+            visits = [visit for visit in visits if visit.value("browser") != "Chrome"]
+        else:
+            visits = [visit for visit in visits if "/signup/" in [v.path for v in visit.views]]
+        for period_start, (visits_line, visitors_line) in [
+            (dt.datetime(2026, 1, 7, tzinfo=dt.UTC), PREVIOUS_LINES),
+            (dt.datetime(2026, 1, 10, tzinfo=dt.UTC), ["Visits", "Visitors"]),
+        ]:
+            expected = reference.series(
+                visits,
+                views,
+                start=period_start,
+                end=period_start + dt.timedelta(days=3),
+                hourly=False,
+                zone="UTC",
+            )
+            assert lines[visits_line]["y"] == [point["visits"] for point in expected]
+            assert lines[visitors_line]["y"] == [point["visitors"] for point in expected]
+
     def test_off_by_default_and_the_switch_toggles_it(self, staff_client, known_data):
         text = over_time(staff_client, RANGE_QUERY)
         names = {trace["name"] for trace in timeseries_figure(text)["data"]}

@@ -382,6 +382,27 @@ class FunnelPanelTests:
             embedded = re.search(rf"{re.escape(script)}(.*?)</script>", html, re.S)
             assert json.loads(embedded.group(1)) == figure
 
+    def test_panel_and_stats_json_follow_the_dashboard_filters(self, data, staff_client):
+        """browser=Chrome: only runs entering in a Chrome visit of the range count."""
+        query = "start=2026-02-04&end=2026-02-05&browser=Chrome"
+        low = dt.datetime(2026, 2, 4, tzinfo=UTC)
+        high = dt.datetime(2026, 2, 6, tzinfo=UTC)
+        chosen = VisitSummary.objects.filter(
+            started_at__gte=low, started_at__lt=high, browser="Chrome"
+        )
+        allowed = {(visit.tracking_id, visit.number) for visit in chosen}
+        expected = [
+            reference_report(data.hits, name=name, start=low, end=high, allowed_visits=allowed)
+            for name in sorted(FUNNELS)
+        ]
+        assert expected != all_references(data, low, high)  # the filter changes something
+        stats = staff_client.get(f"{reverse('dashboard:stats')}?{query}").json()
+        assert stats["funnels"] == expected
+        response = staff_client.get(
+            f"{reverse('dashboard:index')}?{query}", headers={**HTMX, "HX-Target": "funnels"}
+        )
+        assert [report["report"] for report in response.context["funnels"]] == expected
+
     def test_panel_query_counts(self, data, staff_client, django_assert_num_queries):
         """Login (2), the funnels and their steps (2), the aggregation stamp (1), then one query
         per funnel unless cached."""

@@ -287,6 +287,25 @@ class GoalPanelAndStatsTests:
 
 
 
+class FilteredGoalsTests:
+    def test_panel_and_stats_json_follow_the_dashboard_filters(self, staff_client):
+        """device=mobile: only hits of mobile visits count, the rate over mobile visitors."""
+        load(22)
+        start = dt.datetime(2026, 3, 28, tzinfo=dt.UTC)
+        end = start + dt.timedelta(days=3)
+        expected = Reference().totals(start=start, end=end, device="mobile")
+        assert any(row["visitors"] for row in expected)
+        query = "start=2026-03-28&end=2026-03-30&device=mobile"
+        stats = json.loads(body(staff_client.get(f"/dashboard/api/stats.json?{query}")))
+        columns = ("name", "visitors", "conversions", "conversion_rate", "revenue")
+        assert [
+            {**row, "revenue": None if row["revenue"] is None else Decimal(row["revenue"])}
+            for row in stats["goals"]
+        ] == [{key: row[key] for key in columns} for row in expected]
+        response = staff_client.get(f"/dashboard/?{query}", headers={**HTMX, "HX-Target": "goals"})
+        assert response.context["goals"] == expected
+
+
 class GoalCacheTests:
     def test_cached_panel_follows_goal_changes_and_rebuilds(self, staff_client):
         load(31)

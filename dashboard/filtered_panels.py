@@ -23,6 +23,7 @@ from dashboard.panels import (
     SESSIONS_PER_PAGE,
     over_time_context,
     rollups_version,
+    visitors_table,
 )
 
 
@@ -103,20 +104,13 @@ def _sessions(*, period: Period, filters: Filters, page: int, memo: dict) -> dic
         if "overview" in memo
         else filtered_queries.new_visitor_count_filtered(**span)
     )
-    page_count = max(1, -(-total // SESSIONS_PER_PAGE))
-    page = min(page, page_count)
-    sessions = filtered_queries.visitors_page_filtered(
-        **span, page=page, per_page=SESSIONS_PER_PAGE
+    return visitors_table(
+        total=total,
+        page=page,
+        rows=lambda page: filtered_queries.visitors_page_filtered(
+            **span, page=page, per_page=SESSIONS_PER_PAGE
+        ),
     )
-    first = (page - 1) * SESSIONS_PER_PAGE + 1
-    return {
-        "sessions": sessions,
-        "sessions_last": first + len(sessions) - 1,
-        "sessions_total": total,
-        "sessions_page": page,
-        "sessions_page_count": page_count,
-        "sessions_first": first,
-    }
 
 
 def _events(*, period: Period, filters: Filters, page: int, memo: dict) -> dict:

@@ -82,6 +82,15 @@ def local_midnight(day: dt.date) -> dt.datetime:
     return timezone.make_aware(dt.datetime.combine(day, dt.time.min))
 
 
+def form_error_message(form: forms.Form) -> str:
+    """All of a form's errors in one line, naming the parameter each one is about."""
+    parts = []
+    for field, messages in form.errors.items():
+        prefix = "" if field == "__all__" else f"{field}: "
+        parts.extend(f"{prefix}{message}" for message in messages)
+    return " ".join(parts)
+
+
 class DashboardFilterForm(forms.Form):
     range = forms.ChoiceField(choices=RANGE_CHOICES, required=False)
     start = forms.DateField(required=False, input_formats=["%Y-%m-%d"])
@@ -216,12 +225,7 @@ class DashboardFilterForm(forms.Form):
         ]
 
     def error_message(self) -> str:
-        """All errors in one line, naming the parameter each one is about."""
-        parts = []
-        for field, messages in self.errors.items():
-            prefix = "" if field == "__all__" else f"{field}: "
-            parts.extend(f"{prefix}{message}" for message in messages)
-        return " ".join(parts)
+        return form_error_message(self)
 
 
 class ReportSettingsForm(forms.Form):

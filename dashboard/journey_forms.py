@@ -9,6 +9,7 @@ from urllib.parse import urlencode
 
 from django import forms
 
+from dashboard.forms import form_error_message
 from dashboard.journeys import STEPS_DEFAULT, STEPS_MAX, STEPS_MIN, Direction
 from tracker.models import PATH_MAX_LENGTH
 
@@ -63,8 +64,4 @@ class JourneyForm(forms.Form):
         return urlencode([(name, str(value)) for name, value in params.items() if value])
 
     def error_message(self) -> str:
-        parts = []
-        for field, messages in self.errors.items():
-            prefix = "" if field == "__all__" else f"{field}: "
-            parts.extend(f"{prefix}{message}" for message in messages)
-        return " ".join(parts)
+        return form_error_message(self)

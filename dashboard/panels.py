@@ -132,11 +132,21 @@ def _countries(*, period: Period, path: str, page: int, now: dt.datetime, breakd
 
 def _sessions(*, period: Period, path: str, page: int, now: dt.datetime, breakdowns: dict) -> dict:
     total = queries.new_visitor_count(start=period.start, end=period.end, path=path)
+    return visitors_table(
+        total=total,
+        page=page,
+        rows=lambda page: queries.visitors_page(
+            start=period.start, end=period.end, page=page, per_page=SESSIONS_PER_PAGE, path=path
+        ),
+    )
+
+
+def visitors_table(*, total: int, page: int, rows: Callable[[int], list[dict]]) -> dict:
+    """The visitors table's context: ``rows(page)`` of the page asked for (the last one when it
+    is past the end), each visitor with its events by name, and the pager's figures."""
     page_count = max(1, -(-total // SESSIONS_PER_PAGE))
     page = min(page, page_count)
-    sessions = queries.visitors_page(
-        start=period.start, end=period.end, page=page, per_page=SESSIONS_PER_PAGE, path=path
-    )
+    sessions = rows(page)
     counters = event_queries.visitor_event_counts(
         tracking_ids=[visitor["tracking_id"] for visitor in sessions]
     )

@@ -135,9 +135,10 @@ class EventPanelTests:
 
 
 class VisitorsTableEventsTests:
-    def test_each_visitor_row_counts_its_events_by_name(self, staff_client, known_events):
+    @pytest.mark.parametrize("filters", ["", "&browser=Chrome"])  # rollups, then visit by visit
+    def test_each_visitor_row_counts_its_events_by_name(self, staff_client, known_events, filters):
         headers = {**HTMX, "HX-Target": "sessions"}
-        text = body(staff_client.get(f"/dashboard/?{RANGE_QUERY}", headers=headers))
+        text = body(staff_client.get(f"/dashboard/?{RANGE_QUERY}{filters}", headers=headers))
         rows = {
             short_id(tracking_id): row
             for row in text.split("<tr>")[2:]

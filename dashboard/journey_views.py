@@ -14,9 +14,10 @@ from django.urls import reverse
 from django.utils import timezone
 
 from dashboard import journeys
+from dashboard.filters import Filters, filters_remove, visits_filtered
 from dashboard.journey_charts import journey_figure
 from dashboard.journey_forms import JourneyForm
-from dashboard.panels import part_cache_key, rollups_version
+from dashboard.panels import goals_version, part_cache_key, rollups_version
 from dashboard.views import HtmxHttpRequest, _filters, dashboard_view
 
 JOURNEYS_TEMPLATE = "dashboard/journeys.html"
@@ -54,14 +55,18 @@ def flow_rows(journey: journeys.Journey, *, range_query: str) -> list[dict]:
     ]
 
 
-def _journey(*, period, form: JourneyForm) -> journeys.Journey:
-    """The journey, cached under the aggregation stamp: it reads only aggregated page views."""
-    # Filters, when they plug in (``visits=``), must be part of this key.
+def _journey(*, period, form: JourneyForm, filters: Filters) -> journeys.Journey:
+    """The journey, cached under the aggregation stamp and the filters (a goal filter also
+    follows the goals' definitions); under filters, the flows of the visits that pass them."""
+    version = rollups_version()
+    if any(item.dimension == "goal" for item in filters):
+        version = f"{version}|{goals_version()}"
     key = part_cache_key(
         f"journey:{form.direction}:{form.step_count}",
-        version=rollups_version(),
+        version=version,
         period=period,
         path=form.path,
+        filters=filters,
     )
     journey = cache.get(key)
     if journey is None:
@@ -71,9 +76,18 @@ def _journey(*, period, form: JourneyForm) -> journeys.Journey:
             path=form.path or None,
             direction=form.direction,
             steps=form.step_count,
+            visits=(
+                visits_filtered(filters=filters, start=period.start, end=period.end)
+                if filters
+                else None
+            ),
         )
         cache.set(key, journey, timeout=JOURNEY_CACHE_SECONDS)
     return journey
+
+
+def _joined(*queries: str) -> str:
+    return "&".join(filter(None, queries))
 
 
 @dashboard_view
@@ -85,8 +99,22 @@ def journeys_page(request: HtmxHttpRequest) -> HttpResponse:
     if not form.is_valid():
         return _bad_request(request, f"Invalid journey parameters. {form.error_message()}")
     period = filters.period(now=timezone.now())
-    journey = _journey(period=period, form=form)
+    journey = _journey(period=period, form=form, filters=filters.filters)
+    # The range and the filters (path= beside filters is already entry=; alone it is not one).
     range_query = filters.query_string(path=None, page=None)
+    journey_query = form.query_string()
+    chips = [
+        {
+            "filter": item,
+            "remove_query": _joined(
+                filters.query_string(
+                    filters=filters_remove(filters.filters, item), path=None, page=None
+                ),
+                journey_query,
+            ),
+        }
+        for item in filters.filters
+    ]
     context = {
         "form": filters,
         "journey_form": form,
@@ -97,7 +125,12 @@ def journeys_page(request: HtmxHttpRequest) -> HttpResponse:
         "flows": flow_rows(journey, range_query=range_query),
         "journeys_url": reverse("dashboard:journeys"),
         "range_query": range_query,
-        "journey_query": form.query_string(),
+        "journey_query": journey_query,
+        "filters": filters.filters,
+        "filter_chips": chips,
+        "unfiltered_query": _joined(
+            filters.query_string(filters=(), path=None, page=None), journey_query
+        ),
         "steps_query": form.query_string(steps=None),
         "range_links": filters.range_links(period),
         "step_choices": list(range(journeys.STEPS_MIN, journeys.STEPS_MAX + 1)),

@@ -12,7 +12,7 @@ from collections.abc import Callable
 
 from django.conf import settings
 
-from dashboard import charts, filtered_queries, goal_queries
+from dashboard import filtered_queries, goal_queries
 from dashboard.filters import Filters, filters_pairs, visits_filtered
 from dashboard.forms import Period
 from dashboard.funnels import funnel_panel
@@ -24,6 +24,7 @@ from dashboard.panels import (
     over_time_context,
     rollups_version,
     visitors_table,
+    visits_context,
 )
 
 
@@ -51,14 +52,7 @@ def _visits(*, period: Period, filters: Filters, page: int, memo: dict) -> dict:
     histogram = filtered_queries.overview_pages_histogram(overview)
     visitors_histogram = filtered_queries.overview_visitors_histogram(overview)
     busiest = filtered_queries.busiest_filtered(**span, limit=BUSIEST_LIMIT)
-    return {
-        "histogram": histogram,
-        "histogram_figure": charts.pages_per_visit_figure(histogram),
-        "visitors_histogram": visitors_histogram,
-        "visitors_histogram_figure": charts.visits_per_visitor_figure(visitors_histogram),
-        "busiest": busiest,
-        "busiest_figure": charts.busiest_visits_figure(busiest) if busiest else None,
-    }
+    return visits_context(histogram, visitors_histogram, busiest)
 
 
 def _over_time(*, period: Period, filters: Filters, page: int, memo: dict) -> dict:

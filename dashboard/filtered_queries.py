@@ -30,9 +30,9 @@ from dashboard.queries import (
     VISITS_BUCKETS,
     Dimension,
     _buckets,
-    _change,
     _fetch,
-    _ratios,
+    period_figures,
+    with_changes,
 )
 from tracker.models import Event, TrackedSession, Visit, VisitSummary
 
@@ -58,19 +58,7 @@ def _period_figures(visits: QuerySet[VisitSummary]) -> dict:
 
 
 def _figures(sums: dict[str, int]) -> dict:
-    return {
-        "visitors": sums["visitors"],
-        "visits": sums["visits"],
-        "pageviews": sums["pageviews"],
-        "returning_visits": sums["returning_visits"],
-        **_ratios(
-            visits=sums["visits"],
-            visit_pageviews=sums["pageviews"],
-            bounces=sums["bounces"],
-            duration=sums["duration_seconds"],
-            returning=sums["returning_visits"],
-        ),
-    }
+    return period_figures(visit_sums=sums, visitors=sums["visitors"], pageviews=sums["pageviews"])
 
 
 def headline_filtered(
@@ -92,11 +80,7 @@ def headline_filtered(
             visits_filtered(filters=filters, start=previous_start, end=start)
         ),
     }
-    periods["change"] = {
-        key: _change(periods["current"][key], periods["previous"][key])
-        for key in periods["current"]
-    }
-    return periods
+    return with_changes(periods)
 
 
 def timeseries_filtered(*, filters: Filters, start: dt.datetime, end: dt.datetime) -> list[dict]:

@@ -68,6 +68,11 @@ def _visits(*, period: Period, path: str, page: int, now: dt.datetime, breakdown
     busiest = queries.busiest_visits(
         start=period.start, end=period.end, limit=BUSIEST_LIMIT, path=path, histogram=histogram
     )
+    return visits_context(histogram, visitors_histogram, busiest)
+
+
+def visits_context(histogram: list[dict], visitors_histogram: list[dict], busiest: list) -> dict:
+    """The visits panel's figures and charts, from the rollups or under filters alike."""
     return {
         "histogram": histogram,
         "histogram_figure": charts.pages_per_visit_figure(histogram),

@@ -252,19 +252,34 @@ def headline_totals(
     bounds = {"current": (start, end), "previous": (start - (end - start), start)}
     for name, visits, pages in zip(bounds, visit_sums, page_sums, strict=True):
         low, high = bounds[name]
-        periods[name] = {
-            "visitors": visitor_count(start=low, end=high, visits=visits["visits"], path=path),
-            "visits": visits["visits"],
-            "pageviews": pages["pageviews"],
-            "returning_visits": visits["returning_visits"],
-            **_ratios(
-                visits=visits["visits"],
-                visit_pageviews=visits["pageviews"],
-                bounces=visits["bounces"],
-                duration=visits["duration_seconds"],
-                returning=visits["returning_visits"],
-            ),
-        }
+        periods[name] = period_figures(
+            visit_sums=visits,
+            visitors=visitor_count(start=low, end=high, visits=visits["visits"], path=path),
+            pageviews=pages["pageviews"],
+        )
+    return with_changes(periods)
+
+
+def period_figures(*, visit_sums: dict[str, int], visitors: int, pageviews: int) -> dict:
+    """A period's headline figures from its visits' sums (VISIT_MEASURES), its distinct
+    visitors and its pageviews (those of its visits, or of a page under a path filter)."""
+    return {
+        "visitors": visitors,
+        "visits": visit_sums["visits"],
+        "pageviews": pageviews,
+        "returning_visits": visit_sums["returning_visits"],
+        **_ratios(
+            visits=visit_sums["visits"],
+            visit_pageviews=visit_sums["pageviews"],
+            bounces=visit_sums["bounces"],
+            duration=visit_sums["duration_seconds"],
+            returning=visit_sums["returning_visits"],
+        ),
+    }
+
+
+def with_changes(periods: dict[str, dict]) -> dict[str, dict]:
+    """Add each figure's change from the "previous" period to the "current" one."""
     periods["change"] = {
         key: _change(periods["current"][key], periods["previous"][key])
         for key in periods["current"]

@@ -1,6 +1,6 @@
 # ruff: noqa: S608 - only table and column names are interpolated; values are parameters.
-"""Goal figures of a range, read from the materialized hits (GoalHit) and the per-visit table,
-never from the raw rows: their cost follows the hits of the range.
+"""Goal figures of a range: from the goal rollups (``tracker.goal_rollups``), or under
+filters from the materialized hits (GoalHit) and the per-visit table; never from raw rows.
 
 For each goal, over its hits with ``reached_at`` in [start, end):
 
@@ -11,9 +11,8 @@ For each goal, over its hits with ``reached_at`` in [start, end):
 - revenue: the sum of the hits' revenue (None when no hit has one), a Decimal;
   average_revenue: revenue / conversions, to 4 decimal places.
 
-Without a filter the hits are grouped per (goal, visitor); only the groups whose hits straddle
-a visit start look up each hit's visit (see ``_unfiltered_counts``). The cost follows the hits
-of the range: see docs/benchmarks.md for what that means at 10M page views.
+Unfiltered, the cost follows the hours and days of the range, not its hits; filtered, it
+follows the hits of the range (see docs/benchmarks.md).
 """
 
 from __future__ import annotations
@@ -21,18 +20,22 @@ from __future__ import annotations
 import datetime as dt
 from decimal import ROUND_HALF_EVEN, Decimal
 
-from django.db import connection, transaction
 from django.db.models import Count, OuterRef, QuerySet, Subquery, Sum
-from django.db.models.functions import Coalesce
 
-from dashboard.queries import _fetch, visit_count, visitor_count
-from tracker.models import Goal, GoalHit, VisitSummary
+from dashboard.queries import _fetch, _rollup_rows, earlier_hour_sums, visit_count, visitor_count
+from tracker.goal_rollups import REVENUE_UNIT
+from tracker.models import (
+    Goal,
+    GoalDaily,
+    GoalHit,
+    GoalHourly,
+    GoalRepeatDaily,
+    GoalRepeatHourly,
+    VisitSummary,
+)
 
 GOAL_COLUMNS = ["name", "visitors", "conversions", "conversion_rate", "revenue"]
 REVENUE_PLACES = Decimal("0.0001")  # what GoalHit.revenue holds
-
-HIT = GoalHit._meta.db_table
-VISITS = VisitSummary._meta.db_table
 
 
 def _revenue(value) -> Decimal | None:
@@ -43,74 +46,34 @@ def _revenue(value) -> Decimal | None:
 
 
 def _unfiltered_counts(*, start: dt.datetime, end: dt.datetime) -> dict[int, tuple]:
-    """Per goal id: (visitors, conversions, revenue) of its hits in [start, end).
-
-    One hashed pass groups the hits per (goal, visitor): each group is a visitor and at least
-    one conversion. Only groups with a visit boundary between their first and last hit (a visit
-    other than the visitor's first starting after the first hit, at or before the last) sort
-    their hits among those visit starts, to count their distinct visits.
-    """
-    sql = f"""
-        WITH h AS (
-            SELECT goal_id, tracking_id, reached_at, revenue FROM {HIT}
-            WHERE reached_at >= %s AND reached_at < %s
-        ), g AS (
-            SELECT goal_id, tracking_id, count(*) AS hits, min(reached_at) AS first_at,
-                max(reached_at) AS last_at, sum(revenue) AS revenue
-            FROM h GROUP BY goal_id, tracking_id
-        ), split AS (
-            SELECT goal_id, tracking_id, first_at, last_at FROM g
-            WHERE hits > 1 AND EXISTS (
-                SELECT 1 FROM {VISITS} s
-                WHERE s.tracking_id = g.tracking_id AND s.number > 1
-                    AND s.started_at > g.first_at AND s.started_at <= g.last_at
-            )
-        ), split_visits AS (
-            -- Those groups' hits and the visit starts among them in one ordered pass: the
-            -- starts before a hit number its visit (a start at a hit's very time comes first).
-            SELECT goal_id, count(*) AS visits FROM (
-                SELECT DISTINCT goal_id, tracking_id, boundaries FROM (
-                    SELECT goal_id, tracking_id, is_hit, sum(1 - is_hit) OVER (
-                        PARTITION BY goal_id, tracking_id ORDER BY at, is_hit
-                        ROWS UNBOUNDED PRECEDING
-                    ) AS boundaries
-                    FROM (
-                        SELECT h.goal_id, h.tracking_id, h.reached_at AS at, 1 AS is_hit
-                        FROM h JOIN split ON split.goal_id = h.goal_id
-                            AND split.tracking_id = h.tracking_id
-                        UNION ALL
-                        SELECT split.goal_id, split.tracking_id, s.started_at, 0
-                        FROM split JOIN {VISITS} s ON s.tracking_id = split.tracking_id
-                            AND s.number > 1 AND s.started_at > split.first_at
-                            AND s.started_at <= split.last_at
-                    ) moments
-                ) numbered WHERE is_hit = 1
-            ) v GROUP BY goal_id
-        ), split_visitors AS (
-            SELECT goal_id, count(*) AS visitors FROM split GROUP BY goal_id
-        ), totals AS (
-            SELECT goal_id, count(*) AS visitors, sum(revenue) AS revenue FROM g GROUP BY goal_id
+    """Per goal id: (visitors, conversions, revenue) of its hits in [start, end), from the goal
+    rollups: the hourly visitors (visits) less those with a hit in an earlier hour of the range,
+    as the events' visitors (see GoalRepeatCounts)."""
+    rows, params = _rollup_rows(
+        GoalHourly.objects.all(),
+        GoalDaily.objects.all(),
+        start=start,
+        end=end,
+        fields=["goal_id", "visitors", "visits", "revenue_hits", "revenue"],
+    )
+    sql = f"""SELECT goal_id, sum(visitors), sum(visits), sum(revenue_hits), sum(revenue)
+        FROM ({rows}) rollup GROUP BY goal_id"""
+    sums = _fetch(sql, params)
+    repeats = {
+        measure: earlier_hour_sums(
+            GoalRepeatHourly, GoalRepeatDaily, key="goal_id", measure=measure, start=start, end=end
         )
-        SELECT t.goal_id, t.visitors,
-            t.visitors - coalesce(sv.visitors, 0) + coalesce(vv.visits, 0), t.revenue
-        FROM totals t
-        LEFT JOIN split_visitors sv ON sv.goal_id = t.goal_id
-        LEFT JOIN split_visits vv ON vv.goal_id = t.goal_id
-    """
-    adapt = connection.ops.adapt_datetimefield_value
-    params = [adapt(start), adapt(end)]
-    if connection.vendor == "postgresql":
-        with transaction.atomic(), connection.cursor() as cursor:
-            # Estimated as costly (a probe per hit), it would be JIT-compiled: 0.9 s for nothing.
-            cursor.execute("SET LOCAL jit = off")
-            cursor.execute("SET LOCAL work_mem = '64MB'")  # the per-visitor groups, in memory
-            cursor.execute(sql, params)
-            rows = cursor.fetchall()
-    else:
-        rows = _fetch(sql, params)
+        if sums
+        else {}
+        for measure in ("visitors", "visits")
+    }
     return {
-        goal_id: (int(visitors), int(conversions), _revenue(revenue))
-        for goal_id, visitors, conversions, revenue in rows
+        goal_id: (
+            int(visitors) - repeats["visitors"].get(goal_id, 0),
+            int(visits) - repeats["visits"].get(goal_id, 0),
+            _revenue(Decimal(int(revenue)) / REVENUE_UNIT) if revenue_hits else None,
+        )
+        for goal_id, visitors, visits, revenue_hits, revenue in sums
     }
 
 
@@ -119,17 +82,12 @@ def _filtered_counts(
 ) -> dict[int, tuple]:
     """Per goal id: (visitors, conversions, revenue) of its hits in [start, end) whose visit is
     one of ``visits``."""
-    visit_of = (
-        VisitSummary.objects.filter(
-            tracking_id=OuterRef("tracking_id"), started_at__lte=OuterRef("reached_at")
-        )
-        .order_by("-number")
-        .values("id")[:1]
-    )
-    first_visit = VisitSummary.objects.filter(tracking_id=OuterRef("tracking_id"), number=1)
+    visit_of = VisitSummary.objects.filter(
+        tracking_id=OuterRef("tracking_id"), number=OuterRef("visit_number")
+    ).values("id")
     rows = (
         GoalHit.objects.filter(reached_at__gte=start, reached_at__lt=end)
-        .annotate(visit_id=Coalesce(Subquery(visit_of), Subquery(first_visit.values("id")[:1])))
+        .annotate(visit_id=Subquery(visit_of))
         .filter(visit_id__in=visits.values("id"))
         .values("goal_id")
         .annotate(

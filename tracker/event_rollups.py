@@ -24,7 +24,7 @@ from __future__ import annotations
 
 import logging
 
-from tracker import goals
+from tracker import goal_rollups, goals
 from tracker.models import (
     AggregationState,
     Event,
@@ -195,6 +195,7 @@ def _aggregate_range(cursor, d: _Dialect, *, lo: int, hi: int) -> int:
         ):
             _execute(cursor, statement)
     goals.goal_hits_insert(kind="event", lo=lo, hi=hi)
+    goal_rollups.goal_rollups_refresh(cursor, d)
     _execute(cursor, f"SELECT coalesce(sum(occurrences), 0) FROM {EV_BATCH}")
     return int(cursor.fetchone()[0])
 

@@ -21,13 +21,12 @@ from __future__ import annotations
 import logging
 
 from django.db import connection, transaction
-from django.utils import timezone
 
+from tracker import goal_rollups
 from tracker.events import EventRefused, event_name_clean
 from tracker.models import (
     PATH_MAX_LENGTH,
     PROP_MAX_LENGTH,
-    AggregationState,
     Event,
     Goal,
     GoalHit,
@@ -42,9 +41,6 @@ VISIT = Visit._meta.db_table
 EVENT = Event._meta.db_table
 # What decides which raw rows a goal matches: a change to any of them rebuilds its hits.
 MATCH_FIELDS = ("kind", "match", "prop_key", "prop_value")
-# The aggregation watermarks (tracker.rollups.STATE_NAME, tracker.event_rollups.STATE_NAME),
-# locked by a rebuild so that no batch of either adds hits while it runs.
-STATE_NAMES = ("visits", "events")
 RAW_TABLES = {Goal.Kind.PAGE: VISIT, Goal.Kind.EVENT: EVENT}
 NO_UPPER_BOUND = 2**63 - 1
 
@@ -126,17 +122,6 @@ def goal_hits_insert(*, kind: str, lo: int, hi: int, goal_id: int | None = None)
         return max(cursor.rowcount, 0)
 
 
-def _lock_watermarks() -> None:
-    """Hold both aggregation watermarks until the end of the transaction (no-op on SQLite,
-    whose write transactions run alone anyway), and restamp them: the dashboard caches what it
-    derives under their stamp, and the hits are about to change."""
-    AggregationState.objects.bulk_create(
-        [AggregationState(name=name) for name in STATE_NAMES], ignore_conflicts=True
-    )
-    list(AggregationState.objects.select_for_update().filter(name__in=STATE_NAMES).order_by("name"))
-    AggregationState.objects.filter(name__in=STATE_NAMES).update(updated_at=timezone.now())
-
-
 def goal_hits_rebuild(*, goal_id: int) -> int:
     """Replace a goal's hits with those of the raw rows still stored; return their count.
 
@@ -144,12 +129,14 @@ def goal_hits_rebuild(*, goal_id: int) -> int:
     back. Safe to run twice, and a no-op for a goal deleted since.
     """
     with transaction.atomic():
-        _lock_watermarks()
+        goal_rollups.watermarks_lock()
+        goal_rollups.goal_rollups_forget(goal_id=goal_id)
         GoalHit.objects.filter(goal_id=goal_id).delete()
         kind = Goal.objects.filter(id=goal_id).values_list("kind", flat=True).first()
         if kind is None:
             return 0
         count = goal_hits_insert(kind=kind, lo=0, hi=NO_UPPER_BOUND, goal_id=goal_id)
+        goal_rollups.uncounted_hits_add()
     logger.info("rebuilt %d hits of goal %d", count, goal_id)
     return count
 
@@ -159,7 +146,8 @@ def goal_hits_rebuild_all() -> int:
     pruned raw rows are kept. Return the hits of the stored raw rows."""
     total = 0
     with transaction.atomic():
-        _lock_watermarks()
+        goal_rollups.watermarks_lock()
+        goal_rollups.goal_rollups_forget()
         for kind, table in RAW_TABLES.items():
             with connection.cursor() as cursor:
                 cursor.execute(
@@ -169,6 +157,7 @@ def goal_hits_rebuild_all() -> int:
                     [kind],
                 )
             total += goal_hits_insert(kind=kind, lo=0, hi=NO_UPPER_BOUND)
+        goal_rollups.uncounted_hits_add()
     logger.info("rebuilt %d goal hits from the raw rows", total)
     return total
 
@@ -202,9 +191,7 @@ def goal_definition_errors(
         if not match.startswith("/"):
             errors["match"] = ['A page pattern starts with "/" (use * as a wildcard).']
         elif len(match) > PATH_MAX_LENGTH or not match.isprintable():
-            errors["match"] = [
-                f"A page pattern is at most {PATH_MAX_LENGTH} printable characters."
-            ]
+            errors["match"] = [f"A page pattern is at most {PATH_MAX_LENGTH} printable characters."]
         if prop_key or prop_value:
             errors["prop_key"] = ["Only event goals can match a property."]
         return errors

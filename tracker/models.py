@@ -619,6 +619,9 @@ class GoalHit(models.Model):
     tracking_id = models.UUIDField()
     reached_at = models.DateTimeField()
     revenue = models.DecimalField(max_digits=16, decimal_places=4, null=True, blank=True)
+    # The visit the hit belongs to (its visitor's last visit started at or before it, the first
+    # for an earlier hit), kept by aggregation; NULL until the goal rollups count the hit.
+    visit_number = models.PositiveIntegerField(null=True, blank=True)
 
     class Meta:
         constraints = [
@@ -627,10 +630,102 @@ class GoalHit(models.Model):
         indexes = [
             models.Index(fields=["goal", "reached_at"], name="goal_hit_time"),
             models.Index(fields=["tracking_id", "reached_at"], name="goal_hit_visitor"),
+            # The hits the goal rollups have yet to count (new, rebuilt, or from before them).
+            models.Index(
+                fields=["tracking_id"],
+                condition=models.Q(visit_number__isnull=True),
+                name="goal_hit_uncounted",
+            ),
         ]
 
     def __str__(self) -> str:
         return f"{self.reached_at:%Y-%m-%d %H:%M:%S} {self.goal_id}"
+
+
+class GoalCounts(models.Model):
+    """A goal's hits in one hour (or UTC day) of hit time, as ``EventCounts`` for event names.
+
+    ``visitors`` counts each visitor once per hour and ``visits`` each visit once per hour (a
+    day's are the sums of its hours); ``GoalRepeatCounts`` turns those sums into the exact
+    distinct visitors and converted visits of any range. Revenue is summed in ten-thousandths of
+    the currency, exact on every database; ``revenue_hits`` tells "no revenue" from zero.
+    """
+
+    goal = models.ForeignKey(Goal, on_delete=models.CASCADE, related_name="+")
+    hits = models.PositiveIntegerField()
+    visitors = models.PositiveIntegerField()
+    visits = models.PositiveIntegerField()
+    revenue_hits = models.PositiveIntegerField()
+    revenue = models.BigIntegerField()
+
+    class Meta:
+        abstract = True
+
+
+class GoalHourly(GoalCounts):
+    hour = models.DateTimeField()
+
+    class Meta:
+        constraints = [
+            models.UniqueConstraint(fields=["hour", "goal"], name="goal_hourly_unique"),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.hour:%Y-%m-%d %H:00} goal {self.goal_id}: {self.hits}"
+
+
+class GoalDaily(GoalCounts):
+    day = models.DateTimeField()  # the UTC midnight starting the day
+
+    class Meta:
+        constraints = [models.UniqueConstraint(fields=["day", "goal"], name="goal_daily_unique")]
+
+    def __str__(self) -> str:
+        return f"{self.day:%Y-%m-%d} goal {self.goal_id}: {self.hits}"
+
+
+class GoalRepeatCounts(models.Model):
+    """A goal's hourly visitors (visits) that had a hit in an earlier hour too, by that hour
+    (the latest such): its distinct visitors (converted visits) over [a, b) are the sum of its
+    hourly ones less these rows with previous_hour >= a. Within a visit the earlier hour is the
+    visitor's latest too, so ``visitors`` is zero only when ``visits`` is.
+    """
+
+    goal = models.ForeignKey(Goal, on_delete=models.CASCADE, related_name="+")
+    previous_hour = models.DateTimeField()
+    visitors = models.PositiveIntegerField()
+    visits = models.PositiveIntegerField()
+
+    class Meta:
+        abstract = True
+
+
+class GoalRepeatHourly(GoalRepeatCounts):
+    hour = models.DateTimeField()
+
+    class Meta:
+        constraints = [
+            models.UniqueConstraint(
+                fields=["hour", "goal", "previous_hour"], name="goal_repeat_hourly_unique"
+            ),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.hour:%Y-%m-%d %H:00} goal {self.goal_id} after {self.previous_hour}"
+
+
+class GoalRepeatDaily(GoalRepeatCounts):
+    day = models.DateTimeField()  # the UTC midnight starting the day
+
+    class Meta:
+        constraints = [
+            models.UniqueConstraint(
+                fields=["day", "goal", "previous_hour"], name="goal_repeat_daily_unique"
+            ),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.day:%Y-%m-%d} goal {self.goal_id} after {self.previous_hour}"
 
 
 FUNNEL_MIN_STEPS = 2

@@ -53,7 +53,7 @@ from dataclasses import dataclass
 from django.conf import settings
 from django.db import connection, models, transaction
 
-from tracker import goals
+from tracker import goal_rollups, goals
 from tracker.models import (
     COUNTRY_MAX_LENGTH,
     DEVICE_FIELDS,
@@ -889,6 +889,8 @@ def _aggregate_range(cursor, d: _Dialect, *, lo: int, hi: int) -> int:
     _execute(cursor, _merge_sessions_sql(d))
     _apply_visit_rollups(cursor, d)
     goals.goal_hits_insert(kind="page", lo=lo, hi=hi)
+    # The batch's visitors: their visits may have changed, and with them their hits' visits.
+    goal_rollups.goal_rollups_refresh(cursor, d, visitors_sql=f"SELECT tracking_id FROM {RESTART}")
     if d.postgres and bulk:
         # After a bulk batch, fresh statistics keep the next runs' plans right (autovacuum
         # would get there, but only after a while).

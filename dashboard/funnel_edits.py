@@ -8,6 +8,7 @@ from __future__ import annotations
 from django import forms
 from django.db import transaction
 
+from tracker.funnel_runs import funnel_runs_rebuild
 from tracker.models import (
     FUNNEL_MAX_STEPS,
     FUNNEL_MIN_STEPS,
@@ -77,6 +78,7 @@ def funnel_create(*, name: str, across_visits: bool, goals: list[Goal]) -> Funne
             FunnelStep(funnel=funnel, position=number, goal=goal)
             for number, goal in enumerate(goals, 1)
         )
+        funnel_runs_rebuild(funnel_ids=[funnel.pk])
     return funnel
 
 

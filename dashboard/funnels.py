@@ -1,23 +1,25 @@
 # ruff: noqa: S608 - only table and column names are interpolated; values are parameters.
 """Funnel figures: how many visitors reach each step of a funnel, in order, and how long they
-take between steps. Read from the goal hits and the per-visit table, never from raw rows, so a
-funnel stays reportable after raw rows are pruned.
+take between steps. Read from the funnel's runs (``FunnelRun``, which aggregation keeps from the
+goal hits: ``tracker.funnel_runs``), never from raw rows, so a funnel stays reportable after raw
+rows are pruned and costs the runs of the range, not every hit.
 
 Definitions (the README's metric definitions say the same):
-- Only hits in [start, end) count, for every step: a visitor enters with a step-1 hit in the
-  range and passes step k with a hit of step k's goal *strictly after* it passed step k-1 and
-  before the range's end. Strictly: one page view or event never passes two steps, and a funnel
-  may ask for the same goal twice.
+- A run counts in the range its step-1 hit falls in: a visitor enters with a step-1 hit in
+  [start, end) and passes step k with a hit of step k's goal *strictly after* it passed step
+  k-1, even after the range's end. Strictly: one page view or event never passes two steps,
+  and a funnel may ask for the same goal twice.
 - A hit belongs to the visit of its visitor that started last at or before it. Without
   ``across_visits`` every step must fall in the step-1 hit's visit; with it, in that visit or any
   later one of the same visitor. A hit before its visitor's first visit belongs to no visit and
   starts no run.
-- Passing times are the earliest possible (the earliest step-1 hit, then the earliest hit of
-  each next step after the previous): a step reached twice counts once, steps out of order are
-  skipped, and the run goes as deep as any could.
-- A visitor counts once per step. With several visits (same-visit funnels) its run is that of
-  its visit that went deepest, the earliest of equals; the time between steps is that run's, in
-  whole seconds, and the median is over visitors (the mean of the two middle ones when even).
+- Passing times are the earliest possible (the earliest step-1 hit of a visit, then the earliest
+  hit of each next step after the previous): a step reached twice counts once, steps out of
+  order are skipped, and the run goes as deep as any could.
+- A visitor counts once per step: its run is that of its visit that went deepest, the earliest
+  of equals (across visits that is its first run of the range); the time between steps is that
+  run's, in whole seconds, and the median is over visitors (the mean of the two middle ones
+  when even).
 """
 
 from __future__ import annotations
@@ -31,10 +33,11 @@ from django.db import connection
 from django.db.models import Prefetch, QuerySet
 
 from dashboard.funnel_charts import funnel_figure
-from tracker.models import Funnel, FunnelStep, GoalHit, VisitSummary
+from tracker.models import Funnel, FunnelRun, FunnelStep, VisitSummary
 from tracker.rollups import _Dialect
 
 FUNNEL_CACHE_SECONDS = 15 * 60  # as the dashboard's other panels
+RUNS = FunnelRun._meta.db_table
 
 
 def funnels_with_steps() -> QuerySet[Funnel]:
@@ -43,98 +46,26 @@ def funnels_with_steps() -> QuerySet[Funnel]:
     return Funnel.objects.prefetch_related(Prefetch("steps", queryset=steps)).order_by("name")
 
 
-def _visit_number_of(hit: str) -> str:
-    """SQL: the number of the visit a hit belongs to (its visitor's last visit started at or
-    before it), or NULL.
+def _report_sql(*, steps: int, filtered: str | None) -> tuple[str, list[str]]:
+    """Per step its visitors and median seconds from the previous step, from the funnel's runs
+    entering in the range, and the order of the parameters ("funnel", "start", "end",
+    "filter").
 
-    Numbers follow start times (the later of two started at once has the higher number), so
-    this reads the visitor's (tracking_id, number) index backwards and stops at the first.
+    Step 1's visitors are those with a run in the range; the later steps' come from each
+    visitor's deepest run (the earliest of equals), among the runs that passed step 2 only.
     """
-    table = VisitSummary._meta.db_table
-    return (
-        f"(SELECT v.number FROM {table} v WHERE v.tracking_id = {hit}.tracking_id"
-        f" AND v.started_at <= {hit}.reached_at ORDER BY v.number DESC LIMIT 1)"
-    )
-
-
-def _runs_sql(*, steps: int, across_visits: bool, filtered: str | None) -> tuple[str, list[str]]:
-    """The CTEs that give each run's passing times t1..tn (NULL past its depth), and the
-    order of the parameters they take (goal ids by step, "start", "end", "filter")."""
-    hits = GoalHit._meta.db_table
-    visits = VisitSummary._meta.db_table
-    params: list[str] = ["goal1", "start", "end"]
-    need_visit = not across_visits or filtered is not None
-    visit_column = f", {_visit_number_of('h')} AS visit_number" if need_visit else ""
-    # Materialized: each hit's visit is looked up once (the planner would inline it twice).
-    ctes = [
-        f"""entries AS MATERIALIZED (SELECT h.tracking_id, h.reached_at{visit_column}
-            FROM {hits} h WHERE h.goal_id = %s AND h.reached_at >= %s AND h.reached_at < %s)"""
-    ]
-    conditions = []
-    if need_visit:
-        conditions.append("e.visit_number IS NOT NULL")
-    if filtered is not None:
-        conditions.append(f"(e.tracking_id, e.visit_number) IN ({filtered})")
-        params.append("filter")
-    where = f"WHERE {' AND '.join(conditions)}" if conditions else ""
-    if across_visits:
-        # One run per visitor; no later visit bounds it.
-        keys = ["tracking_id"]
-        ctes.append(
-            f"""step1 AS (SELECT e.tracking_id, min(e.reached_at) AS t1
-                FROM entries e {where} GROUP BY e.tracking_id)"""
-        )
-    else:
-        # One run per visit, bounded by the start of the visitor's next visit: it started
-        # after every hit of this one (else they would be its hits).
-        keys = ["tracking_id", "visit_number"]
-        ctes.append(
-            f"""step1 AS (SELECT f.tracking_id, f.visit_number, f.t1,
-                (SELECT n.started_at FROM {visits} n WHERE n.tracking_id = f.tracking_id
-                    AND n.number = f.visit_number + 1) AS visit_end
-                FROM (SELECT e.tracking_id, e.visit_number, min(e.reached_at) AS t1
-                    FROM entries e {where} GROUP BY e.tracking_id, e.visit_number) f)"""
-        )
-    # Same visit: each step before the start of the visitor's next visit.
-    carried = keys if across_visits else [*keys, "visit_end"]
-    bound = "" if across_visits else "AND (r.visit_end IS NULL OR h.reached_at < r.visit_end)"
-    columns = ", ".join(f"r.{column}" for column in carried)
-    for step in range(2, steps + 1):
-        ctes.append(
-            f"""step{step} AS (SELECT {columns}, min(h.reached_at) AS t{step}
-                FROM step{step - 1} r JOIN {hits} h ON h.tracking_id = r.tracking_id
-                WHERE h.goal_id = %s AND h.reached_at > r.t{step - 1} AND h.reached_at < %s
-                    {bound}
-                GROUP BY {columns})"""
-        )
-        params += [f"goal{step}", "end"]
-    joins = " ".join(
-        f"LEFT JOIN step{step} s{step} ON "
-        + " AND ".join(f"s{step}.{key} = s1.{key}" for key in keys)
-        for step in range(2, steps + 1)
-    )
-    times = ", ".join(f"s{step}.t{step}" for step in range(1, steps + 1))
-    depth = " + ".join(
-        ["1"]
-        + [f"CASE WHEN s{step}.t{step} IS NULL THEN 0 ELSE 1 END" for step in range(2, steps + 1)]
-    )
-    ctes.append(f"runs AS (SELECT s1.tracking_id, {times}, {depth} AS depth FROM step1 s1 {joins})")
-    # A visitor's deepest run, the earliest of equals (one run per visitor across visits).
-    ctes.append(
-        """best AS (SELECT * FROM (SELECT r.*, row_number() OVER (
-            PARTITION BY r.tracking_id ORDER BY r.depth DESC, r.t1) AS choice FROM runs r) ranked
-            WHERE choice = 1)"""
-    )
-    return ",\n".join(ctes), params
-
-
-def _report_sql(*, steps: int, across_visits: bool, filtered: str | None) -> tuple[str, list[str]]:
     dialect = _Dialect(connection.vendor)
-    ctes, params = _runs_sql(steps=steps, across_visits=across_visits, filtered=filtered)
+    in_range = "r.funnel_id = %s AND r.t1 >= %s AND r.t1 < %s"
+    names = ["funnel", "start", "end"]
+    if filtered is not None:
+        in_range += f" AND (r.tracking_id, r.visit_number) IN ({filtered})"
+        names.append("filter")
+    times = ", ".join(f"r.t{step}" for step in range(1, steps + 1))
     counts = " UNION ALL ".join(
-        f"SELECT {step} AS step, count(t{step}) AS visitors FROM best"
-        for step in range(1, steps + 1)
-    )
+        [f"SELECT 1 AS step, count(DISTINCT r.tracking_id) AS visitors FROM {RUNS} r"
+         f" WHERE {in_range}"]
+        + [f"SELECT {step}, count(t{step}) FROM best" for step in range(2, steps + 1)]
+    )  # fmt: skip
     durations = " UNION ALL ".join(
         [
             f"SELECT {step} AS step, {dialect.whole_seconds(f't{step}', f't{step - 1}')}"
@@ -144,7 +75,9 @@ def _report_sql(*, steps: int, across_visits: bool, filtered: str | None) -> tup
         # A one-step funnel (only while being edited) has no time between steps.
         or ["SELECT 0 AS step, 0 AS seconds FROM best WHERE 1 = 0"]
     )
-    sql = f"""WITH {ctes},
+    sql = f"""WITH best AS (SELECT * FROM (SELECT {times}, row_number() OVER (
+            PARTITION BY r.tracking_id ORDER BY r.depth DESC, r.t1) AS choice
+            FROM {RUNS} r WHERE {in_range} AND r.depth >= 2) ranked WHERE choice = 1),
         counts AS ({counts}),
         durations AS ({durations}),
         ranked AS (SELECT step, seconds,
@@ -154,7 +87,7 @@ def _report_sql(*, steps: int, across_visits: bool, filtered: str | None) -> tup
             WHERE position IN ((total + 1) / 2, (total + 2) / 2) GROUP BY step)
         SELECT c.step, c.visitors, m.median FROM counts c LEFT JOIN medians m ON m.step = c.step
         ORDER BY c.step"""
-    return sql, params
+    return sql, names * 2
 
 
 def _ratio(part: int, whole: int) -> float | None:
@@ -181,14 +114,14 @@ def funnel_report(
     filtered, filter_params = None, []
     if visits is not None:
         filtered, filter_params = visits.values("tracking_id", "number").query.sql_with_params()
-    sql, names = _report_sql(
-        steps=len(steps), across_visits=funnel.across_visits, filtered=filtered
-    )
+    sql, names = _report_sql(steps=len(steps), filtered=filtered)
     adapt = connection.ops.adapt_datetimefield_value
-    values = {"start": [adapt(start)], "end": [adapt(end)], "filter": list(filter_params)}
-    # Steps are numbered 1..n by their order, whatever their stored positions.
-    for number, step in enumerate(steps, 1):
-        values[f"goal{number}"] = [step.goal_id]
+    values = {
+        "funnel": [funnel.pk],
+        "start": [adapt(start)],
+        "end": [adapt(end)],
+        "filter": list(filter_params),
+    }
     params = [value for name in names for value in values[name]]
     with connection.cursor() as cursor:
         cursor.execute(sql, params)

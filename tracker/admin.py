@@ -9,6 +9,7 @@ from django.core.exceptions import ValidationError
 from django.forms.models import BaseInlineFormSet
 
 from tracker import goals
+from tracker.funnel_runs import funnel_runs_rebuild
 from tracker.models import (
     FUNNEL_MAX_STEPS,
     FUNNEL_MIN_STEPS,
@@ -229,3 +230,8 @@ class FunnelAdmin(admin.ModelAdmin):
 
     list_display = ["name", "across_visits", "created_at"]
     inlines = [FunnelStepInline]
+
+    def save_related(self, request, form, formsets, change) -> None:
+        """Rebuild the funnel's runs once its steps are saved, in the same transaction."""
+        super().save_related(request, form, formsets, change)
+        funnel_runs_rebuild(funnel_ids=[form.instance.pk])

@@ -739,6 +739,9 @@ class Funnel(models.Model):
     name = models.CharField(max_length=GOAL_NAME_MAX_LENGTH, unique=True)
     across_visits = models.BooleanField(default=False)
     created_at = models.DateTimeField(auto_now_add=True)
+    # The definition (``tracker.funnel_runs.funnel_definition``) its FunnelRun rows were built
+    # for: an edit that did not rebuild them (a bulk update) leaves them to the next catch-up.
+    runs_definition = models.CharField(max_length=100, blank=True, default="", editable=False)
 
     class Meta:
         ordering = ["name"]
@@ -760,3 +763,47 @@ class FunnelStep(models.Model):
 
     def __str__(self) -> str:
         return f"{self.funnel_id} #{self.position}: {self.goal_id}"
+
+
+class FunnelRun(models.Model):
+    """One run of a funnel: a visit with a step-1 hit, from its first one (``t1``) through the
+    earliest hit of each next step strictly after the previous (same visit, or any later one
+    with ``across_visits``); ``depth`` steps passed, later times NULL.
+
+    Derived from GoalHit (``tracker.funnel_runs``), kept by aggregation for the visitors whose
+    hits or visits changed; a run counts in the range its ``t1`` falls in.
+    """
+
+    id = models.BigAutoField(primary_key=True)
+    funnel = models.ForeignKey(Funnel, on_delete=models.CASCADE, related_name="+")
+    tracking_id = models.UUIDField()
+    visit_number = models.PositiveIntegerField()
+    depth = models.PositiveSmallIntegerField()
+    t1 = models.DateTimeField()
+    t2 = models.DateTimeField(null=True)
+    t3 = models.DateTimeField(null=True)
+    t4 = models.DateTimeField(null=True)
+    t5 = models.DateTimeField(null=True)
+    t6 = models.DateTimeField(null=True)
+    t7 = models.DateTimeField(null=True)
+    t8 = models.DateTimeField(null=True)
+
+    class Meta:
+        constraints = [
+            models.UniqueConstraint(
+                fields=["funnel", "tracking_id", "visit_number"], name="funnel_run_unique"
+            ),
+        ]
+        indexes = [
+            # Step 1's distinct visitors of a range, read from the index alone.
+            models.Index(fields=["funnel", "t1", "tracking_id"], name="funnel_run_entry"),
+            # The runs that passed step 2: the only ones the later steps read.
+            models.Index(
+                fields=["funnel", "t1"],
+                condition=models.Q(depth__gte=2),
+                name="funnel_run_deep",
+            ),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.t1:%Y-%m-%d %H:%M:%S} funnel {self.funnel_id}: {self.depth}"

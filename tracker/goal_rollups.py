@@ -14,6 +14,7 @@ rollups are kept per (goal, visitor) group, set-based:
 3. Those groups' hits as counted so far are subtracted, the new numbers stored, and the groups'
    hits added again: per hour (``GoalHourly``), and per (hour, earlier hour) for the visitors and
    visits that had a hit of the goal in an earlier hour (``GoalRepeatHourly``), then per day.
+4. The funnels' runs of those visitors are redone (``tracker.funnel_runs``).
 
 Runs inside aggregation's batches (``tracker.rollups``, ``tracker.event_rollups``) and goal
 rebuilds (``tracker.goals``), under their locks; ``goal_rollups_catch_up`` counts what is left

@@ -33,7 +33,17 @@ from django.db import connection
 from django.db.models import Prefetch, QuerySet
 
 from dashboard.funnel_charts import funnel_figure
-from tracker.models import Funnel, FunnelRun, FunnelStep, VisitSummary
+from dashboard.queries import _rollup_rows
+from tracker.models import (
+    Funnel,
+    FunnelDaily,
+    FunnelHourly,
+    FunnelRepeatDaily,
+    FunnelRepeatHourly,
+    FunnelRun,
+    FunnelStep,
+    VisitSummary,
+)
 from tracker.rollups import _Dialect
 
 FUNNEL_CACHE_SECONDS = 15 * 60  # as the dashboard's other panels
@@ -46,26 +56,71 @@ def funnels_with_steps() -> QuerySet[Funnel]:
     return Funnel.objects.prefetch_related(Prefetch("steps", queryset=steps)).order_by("name")
 
 
-def _report_sql(*, steps: int, filtered: str | None) -> tuple[str, list[str]]:
-    """Per step its visitors and median seconds from the previous step, from the funnel's runs
-    entering in the range, and the order of the parameters ("funnel", "start", "end",
-    "filter").
+def _entered_sql(
+    *, funnel_id: int, start: dt.datetime, end: dt.datetime, in_range: tuple[str, list] | None
+) -> tuple[str, list]:
+    """SQL for step 1's visitors: distinct visitors with a run entering in the range.
 
-    Step 1's visitors are those with a run in the range; the later steps' come from each
-    visitor's deepest run (the earliest of equals), among the runs that passed step 2 only.
+    Unfiltered, from the entry rollups: the hourly visitors less those that entered in an
+    earlier hour of the range too (FunnelRepeatCounts), a few rows a day; filtered
+    (``in_range``: the runs' condition), a distinct count over the runs.
+    """
+    if in_range is not None:
+        condition, params = in_range
+        return f"SELECT count(DISTINCT r.tracking_id) FROM {RUNS} r WHERE {condition}", params
+    hourly, hourly_params = _rollup_rows(
+        FunnelHourly.objects.filter(funnel_id=funnel_id),
+        FunnelDaily.objects.filter(funnel_id=funnel_id),
+        start=start,
+        end=end,
+        fields=["visitors"],
+    )
+    repeats, repeat_params = _rollup_rows(
+        FunnelRepeatHourly.objects.filter(funnel_id=funnel_id, previous_hour__gte=start),
+        FunnelRepeatDaily.objects.filter(funnel_id=funnel_id, previous_hour__gte=start),
+        start=start,
+        end=end,
+        fields=["visitors"],
+    )
+    sql = (
+        f"SELECT (SELECT coalesce(sum(visitors), 0) FROM ({hourly}) entries)"
+        f" - (SELECT coalesce(sum(visitors), 0) FROM ({repeats}) repeats)"
+    )
+    return sql, [*hourly_params, *repeat_params]
+
+
+def _report_sql(
+    *,
+    funnel_id: int,
+    steps: int,
+    start: dt.datetime,
+    end: dt.datetime,
+    filtered: tuple[str, list] | None,
+) -> tuple[str, list]:
+    """Per step its visitors and median seconds from the previous step, from the funnel's runs
+    entering in the range (``filtered``: only those whose visit the query selects).
+
+    The steps after the first come from each visitor's deepest run (the earliest of equals),
+    among the runs that passed step 2 only: a few of the range's runs, by an index of their own.
     """
     dialect = _Dialect(connection.vendor)
-    in_range = "r.funnel_id = %s AND r.t1 >= %s AND r.t1 < %s"
-    names = ["funnel", "start", "end"]
+    adapt = connection.ops.adapt_datetimefield_value
+    condition = "r.funnel_id = %s AND r.t1 >= %s AND r.t1 < %s"
+    params = [funnel_id, adapt(start), adapt(end)]
     if filtered is not None:
-        in_range += f" AND (r.tracking_id, r.visit_number) IN ({filtered})"
-        names.append("filter")
+        condition += f" AND (r.tracking_id, r.visit_number) IN ({filtered[0]})"
+        params += filtered[1]
+    entered, entered_params = _entered_sql(
+        funnel_id=funnel_id,
+        start=start,
+        end=end,
+        in_range=None if filtered is None else (condition, params),
+    )
     times = ", ".join(f"r.t{step}" for step in range(1, steps + 1))
     counts = " UNION ALL ".join(
-        [f"SELECT 1 AS step, count(DISTINCT r.tracking_id) AS visitors FROM {RUNS} r"
-         f" WHERE {in_range}"]
+        [f"SELECT 1 AS step, ({entered}) AS visitors"]
         + [f"SELECT {step}, count(t{step}) FROM best" for step in range(2, steps + 1)]
-    )  # fmt: skip
+    )
     durations = " UNION ALL ".join(
         [
             f"SELECT {step} AS step, {dialect.whole_seconds(f't{step}', f't{step - 1}')}"
@@ -77,7 +132,7 @@ def _report_sql(*, steps: int, filtered: str | None) -> tuple[str, list[str]]:
     )
     sql = f"""WITH best AS (SELECT * FROM (SELECT {times}, row_number() OVER (
             PARTITION BY r.tracking_id ORDER BY r.depth DESC, r.t1) AS choice
-            FROM {RUNS} r WHERE {in_range} AND r.depth >= 2) ranked WHERE choice = 1),
+            FROM {RUNS} r WHERE {condition} AND r.depth >= 2) ranked WHERE choice = 1),
         counts AS ({counts}),
         durations AS ({durations}),
         ranked AS (SELECT step, seconds,
@@ -87,7 +142,7 @@ def _report_sql(*, steps: int, filtered: str | None) -> tuple[str, list[str]]:
             WHERE position IN ((total + 1) / 2, (total + 2) / 2) GROUP BY step)
         SELECT c.step, c.visitors, m.median FROM counts c LEFT JOIN medians m ON m.step = c.step
         ORDER BY c.step"""
-    return sql, names * 2
+    return sql, [*params, *entered_params]
 
 
 def _ratio(part: int, whole: int) -> float | None:
@@ -111,18 +166,13 @@ def funnel_report(
     steps = sorted(funnel.steps.all(), key=lambda step: step.position)
     if not steps:
         return {"name": funnel.name, "across_visits": funnel.across_visits, "steps": []}
-    filtered, filter_params = None, []
+    filtered = None
     if visits is not None:
-        filtered, filter_params = visits.values("tracking_id", "number").query.sql_with_params()
-    sql, names = _report_sql(steps=len(steps), filtered=filtered)
-    adapt = connection.ops.adapt_datetimefield_value
-    values = {
-        "funnel": [funnel.pk],
-        "start": [adapt(start)],
-        "end": [adapt(end)],
-        "filter": list(filter_params),
-    }
-    params = [value for name in names for value in values[name]]
+        sql, params = visits.values("tracking_id", "number").query.sql_with_params()
+        filtered = (sql, list(params))
+    sql, params = _report_sql(
+        funnel_id=funnel.pk, steps=len(steps), start=start, end=end, filtered=filtered
+    )
     with connection.cursor() as cursor:
         cursor.execute(sql, params)
         rows = {step: (int(visitors), median) for step, visitors, median in cursor.fetchall()}

@@ -24,7 +24,18 @@ from django.db import connection, transaction
 
 # Module references: goal_rollups imports this one while rollups may still be loading.
 from tracker import goal_rollups, rollups
-from tracker.models import FUNNEL_MAX_STEPS, Funnel, FunnelRun, FunnelStep, GoalHit, VisitSummary
+from tracker.models import (
+    FUNNEL_MAX_STEPS,
+    Funnel,
+    FunnelDaily,
+    FunnelHourly,
+    FunnelRepeatDaily,
+    FunnelRepeatHourly,
+    FunnelRun,
+    FunnelStep,
+    GoalHit,
+    VisitSummary,
+)
 
 logger = logging.getLogger(__name__)
 
@@ -33,8 +44,18 @@ VISITS = VisitSummary._meta.db_table
 FUNNEL_STEP = FunnelStep._meta.db_table
 FUNNEL_RUN = FunnelRun._meta.db_table
 TIMES = [f"t{step}" for step in range(1, FUNNEL_MAX_STEPS + 1)]
-# Per-connection temporary table: the (funnel, visitor) pairs whose runs to redo.
-FR_VISITORS = "tracker_funnel_run_visitors"
+ENTRY_ROLLUPS = (FunnelHourly, FunnelDaily, FunnelRepeatHourly, FunnelRepeatDaily)
+# Per-connection temporary tables, emptied at the start of each refresh.
+FR_VISITORS = "tracker_funnel_run_visitors"  # the (funnel, visitor) pairs whose runs to redo
+FR_HOURS = "tracker_funnel_run_hours"  # their hours with a run entering, for one sign
+FR_CHANGES = "tracker_funnel_run_changes"  # FunnelHourly's rows, old negated
+FR_DELTA = "tracker_funnel_run_delta"
+FR_DAY_DELTA = "tracker_funnel_run_day_delta"
+FR_REPEAT_CHANGES = "tracker_funnel_run_repeat_changes"  # FunnelRepeatHourly's, old negated
+FR_REPEAT_DELTA = "tracker_funnel_run_repeat_delta"
+FR_REPEAT_DAY_DELTA = "tracker_funnel_run_repeat_day_delta"
+TEMPORARY = (FR_VISITORS, FR_HOURS, FR_CHANGES, FR_DELTA, FR_DAY_DELTA, FR_REPEAT_CHANGES,
+             FR_REPEAT_DELTA, FR_REPEAT_DAY_DELTA)  # fmt: skip
 
 
 def funnel_definition(*, across_visits: bool, goal_ids: list[int]) -> str:
@@ -53,10 +74,39 @@ def _funnel_goals() -> dict[int, tuple[bool, list[int], str]]:
     return funnels
 
 
-def _temporary_table(d: rollups._Dialect) -> str:
-    uuid, number = ("uuid", "bigint") if d.postgres else ("", "")
-    return f"""CREATE TEMPORARY TABLE IF NOT EXISTS {FR_VISITORS} (funnel_id {number},
-        tracking_id {uuid}, PRIMARY KEY (funnel_id, tracking_id))"""
+def _temporary_tables(d: rollups._Dialect) -> list[str]:
+    uuid, moment, number = (
+        ("uuid", "timestamp with time zone", "bigint") if d.postgres else ("", "", "")
+    )
+    return [
+        f"""CREATE TEMPORARY TABLE IF NOT EXISTS {FR_VISITORS} (funnel_id {number},
+            tracking_id {uuid}, PRIMARY KEY (funnel_id, tracking_id))""",
+        f"""CREATE TEMPORARY TABLE IF NOT EXISTS {FR_HOURS} (funnel_id {number},
+            tracking_id {uuid}, hour {moment})""",
+        *(
+            f"""CREATE TEMPORARY TABLE IF NOT EXISTS {table} ({when} {moment},
+                funnel_id {number}, visitors {number})"""
+            for table, when in ((FR_CHANGES, "hour"), (FR_DELTA, "hour"), (FR_DAY_DELTA, "day"))
+        ),
+        *(
+            f"""CREATE TEMPORARY TABLE IF NOT EXISTS {table} ({when} {moment},
+                funnel_id {number}, previous_hour {moment}, visitors {number})"""
+            for table, when in (
+                (FR_REPEAT_CHANGES, "hour"),
+                (FR_REPEAT_DELTA, "hour"),
+                (FR_REPEAT_DAY_DELTA, "day"),
+            )
+        ),
+    ]
+
+
+def _temporary_tables_ready(cursor, d: rollups._Dialect) -> None:
+    if d.postgres:
+        rollups._execute(cursor, "SET LOCAL TimeZone = 'UTC'")  # hours and days in UTC
+    for statement in _temporary_tables(d):
+        rollups._execute(cursor, statement)
+    for table in TEMPORARY:
+        rollups._execute(cursor, d.empty(table))
 
 
 def _first_visit_start(tracking_id: str) -> str:
@@ -127,72 +177,127 @@ def _runs_insert_sql(*, steps: int, across_visits: bool) -> str:
         SELECT %s, s1.tracking_id, s1.visit_number, {depth}, {times} FROM step1 s1 {joins}"""
 
 
-def _runs_redo(cursor, *, funnel_id: int, across_visits: bool, goal_ids: list[int]) -> None:
-    """Replace the runs of FR_VISITORS' visitors of one funnel."""
+def _entries_count(cursor, d: rollups._Dialect, *, sign: int) -> None:
+    """Add FR_VISITORS' runs, as they stand, to the entry rollups' changes ``sign`` times: each
+    visitor once per hour with a run entering, and each such hour with its previous one."""
+    rollups._execute(cursor, d.empty(FR_HOURS))
     rollups._execute(
         cursor,
-        f"""DELETE FROM {FUNNEL_RUN} WHERE funnel_id = %s AND tracking_id IN
-            (SELECT tracking_id FROM {FR_VISITORS} WHERE funnel_id = %s)""",
-        [funnel_id, funnel_id],
+        f"""INSERT INTO {FR_HOURS} (funnel_id, tracking_id, hour)
+            SELECT DISTINCT r.funnel_id, r.tracking_id, {d.hour("r.t1")}
+            FROM {FR_VISITORS} w JOIN {FUNNEL_RUN} r
+                ON r.funnel_id = w.funnel_id AND r.tracking_id = w.tracking_id""",
     )
     rollups._execute(
         cursor,
-        _runs_insert_sql(steps=len(goal_ids), across_visits=across_visits),
-        [funnel_id, *goal_ids, funnel_id],
+        f"""INSERT INTO {FR_CHANGES} (hour, funnel_id, visitors)
+            SELECT hour, funnel_id, {sign} * count(*) FROM {FR_HOURS} GROUP BY 1, 2""",
     )
+    rollups._execute(
+        cursor,
+        f"""INSERT INTO {FR_REPEAT_CHANGES} (hour, funnel_id, previous_hour, visitors)
+            SELECT hour, funnel_id, previous_hour, {sign} * count(*) FROM (
+                SELECT funnel_id, hour, lag(hour) OVER (
+                    PARTITION BY funnel_id, tracking_id ORDER BY hour) AS previous_hour
+                FROM {FR_HOURS}
+            ) repeats WHERE previous_hour IS NOT NULL GROUP BY 1, 2, 3""",
+    )
+
+
+def _entries_apply(cursor, d: rollups._Dialect) -> None:
+    """Net the changes per hour and day and apply them to the four entry rollups."""
+    for delta, column, changes, when, keys in (
+        (FR_DELTA, "hour", FR_CHANGES, "hour", "funnel_id"),
+        (FR_DAY_DELTA, "day", FR_DELTA, d.day("hour"), "funnel_id"),
+        (FR_REPEAT_DELTA, "hour", FR_REPEAT_CHANGES, "hour", "funnel_id, previous_hour"),
+        (FR_REPEAT_DAY_DELTA, "day", FR_REPEAT_DELTA, d.day("hour"), "funnel_id, previous_hour"),
+    ):
+        rollups._execute(
+            cursor,
+            f"""INSERT INTO {delta} ({column}, {keys}, visitors)
+                SELECT {when}, {keys}, sum(visitors) FROM {changes}
+                GROUP BY {when}, {keys} HAVING sum(visitors) <> 0""",
+        )
+    for model, delta, when, keys in (
+        (FunnelHourly, FR_DELTA, "hour", ["funnel_id"]),
+        (FunnelDaily, FR_DAY_DELTA, "day", ["funnel_id"]),
+        (FunnelRepeatHourly, FR_REPEAT_DELTA, "hour", ["funnel_id", "previous_hour"]),
+        (FunnelRepeatDaily, FR_REPEAT_DAY_DELTA, "day", ["funnel_id", "previous_hour"]),
+    ):
+        for statement in rollups._apply_delta_sql(
+            table=model._meta.db_table,
+            delta=delta,
+            keys=[when, *keys],
+            measures=["visitors"],
+            count="visitors",
+        ):
+            rollups._execute(cursor, statement)
+
+
+def _runs_replace(cursor, d: rollups._Dialect, *, funnels: dict) -> None:
+    """Replace the runs of FR_VISITORS' (funnel, visitor) pairs, and their entry rollups."""
+    _entries_count(cursor, d, sign=-1)
+    for funnel_id, (across_visits, goal_ids, _) in funnels.items():
+        rollups._execute(
+            cursor,
+            f"""DELETE FROM {FUNNEL_RUN} WHERE funnel_id = %s AND tracking_id IN
+                (SELECT tracking_id FROM {FR_VISITORS} WHERE funnel_id = %s)""",
+            [funnel_id, funnel_id],
+        )
+        rollups._execute(
+            cursor,
+            _runs_insert_sql(steps=len(goal_ids), across_visits=across_visits),
+            [funnel_id, *goal_ids, funnel_id],
+        )
+    _entries_count(cursor, d, sign=1)
+    _entries_apply(cursor, d)
 
 
 def funnel_runs_refresh(cursor, d: rollups._Dialect) -> None:
     """Redo the runs that the goal rollups' refresh may have changed (see the module's
     docstring); runs after it, in its transaction, with its temporary tables filled."""
-    rollups._execute(cursor, _temporary_table(d))
-    rollups._execute(cursor, d.empty(FR_VISITORS))
+    _temporary_tables_ready(cursor, d)
     rollups._execute(cursor, _changed_visitors_sql(d))
     rollups._execute(cursor, f"SELECT DISTINCT funnel_id FROM {FR_VISITORS}")
     changed = {funnel_id for (funnel_id,) in cursor.fetchall()}
-    if not changed:
-        return
-    for funnel_id, (across_visits, goal_ids, _) in _funnel_goals().items():
-        if funnel_id in changed:
-            _runs_redo(cursor, funnel_id=funnel_id, across_visits=across_visits, goal_ids=goal_ids)
+    if changed:
+        funnels = _funnel_goals()
+        _runs_replace(cursor, d, funnels={key: funnels[key] for key in changed if key in funnels})
 
 
 def funnel_runs_rebuild(*, funnel_ids: list[int] | None = None, goal_id: int | None = None) -> int:
     """Rebuild every run of the given funnels (those using ``goal_id``; every funnel without
-    either) from the goal hits, in the caller's transaction or one of its own; return how many
-    funnels. Holds the aggregation watermarks so that no batch changes hits meanwhile."""
+    either) and their entry rollups from the goal hits, in the caller's transaction or one of
+    its own; return how many funnels. Holds the aggregation watermarks so that no batch changes
+    hits meanwhile."""
     with transaction.atomic(), connection.cursor() as cursor:
         goal_rollups.watermarks_lock()
         goal_rollups.uncounted_hits_add()  # every hit numbered before the runs read them
+        funnels = {
+            funnel_id: funnel
+            for funnel_id, funnel in _funnel_goals().items()
+            if (funnel_ids is None or funnel_id in funnel_ids)
+            and (goal_id is None or goal_id in funnel[1])
+        }
+        # Also empties a funnel left without steps.
+        emptied = funnels.keys() if funnel_ids is None else {*funnel_ids, *funnels}
+        for model in (FunnelRun, *ENTRY_ROLLUPS):
+            model.objects.filter(funnel_id__in=emptied).delete()
         d = rollups._Dialect(connection.vendor)
-        rollups._execute(cursor, _temporary_table(d))
-        if funnel_ids is not None:
-            # Also empties a funnel left without steps.
-            FunnelRun.objects.filter(funnel_id__in=funnel_ids).delete()
-        rebuilt = 0
-        for funnel_id, (across_visits, goal_ids, _) in _funnel_goals().items():
-            if funnel_ids is not None and funnel_id not in funnel_ids:
-                continue
-            if goal_id is not None and goal_id not in goal_ids:
-                continue
-            FunnelRun.objects.filter(funnel_id=funnel_id).delete()
-            rollups._execute(cursor, d.empty(FR_VISITORS))
+        _temporary_tables_ready(cursor, d)
+        for funnel_id, (_, goal_ids, _) in funnels.items():
             rollups._execute(
                 cursor,
                 f"""INSERT INTO {FR_VISITORS} (funnel_id, tracking_id)
                     SELECT DISTINCT %s, tracking_id FROM {GOAL_HIT} WHERE goal_id = %s""",
                 [funnel_id, goal_ids[0]],
             )
-            rollups._execute(
-                cursor,
-                _runs_insert_sql(steps=len(goal_ids), across_visits=across_visits),
-                [funnel_id, *goal_ids, funnel_id],
-            )
+        _runs_replace(cursor, d, funnels=funnels)
+        for funnel_id, (across_visits, goal_ids, _) in funnels.items():
             Funnel.objects.filter(pk=funnel_id).update(
                 runs_definition=funnel_definition(across_visits=across_visits, goal_ids=goal_ids)
             )
-            rebuilt += 1
-    return rebuilt
+    return len(funnels)
 
 
 def funnel_runs_catch_up() -> int:

@@ -807,3 +807,80 @@ class FunnelRun(models.Model):
 
     def __str__(self) -> str:
         return f"{self.t1:%Y-%m-%d %H:%M:%S} funnel {self.funnel_id}: {self.depth}"
+
+
+class FunnelCounts(models.Model):
+    """A funnel's visitors with a run entering (its step-1 hit) in one hour, each counted once
+    per hour (a UTC day's are the sums of its hours); ``FunnelRepeatCounts`` turns those sums
+    into the exact distinct visitors at step 1 of any range, as GoalRepeatCounts does."""
+
+    funnel = models.ForeignKey(Funnel, on_delete=models.CASCADE, related_name="+")
+    visitors = models.PositiveIntegerField()
+
+    class Meta:
+        abstract = True
+
+
+class FunnelHourly(FunnelCounts):
+    hour = models.DateTimeField()
+
+    class Meta:
+        constraints = [
+            models.UniqueConstraint(fields=["hour", "funnel"], name="funnel_hourly_unique"),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.hour:%Y-%m-%d %H:00} funnel {self.funnel_id}: {self.visitors}"
+
+
+class FunnelDaily(FunnelCounts):
+    day = models.DateTimeField()  # the UTC midnight starting the day
+
+    class Meta:
+        constraints = [
+            models.UniqueConstraint(fields=["day", "funnel"], name="funnel_daily_unique"),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.day:%Y-%m-%d} funnel {self.funnel_id}: {self.visitors}"
+
+
+class FunnelRepeatCounts(models.Model):
+    """A funnel's hourly entering visitors that entered in an earlier hour too, by that hour
+    (the latest such): the range's distinct visitors at step 1 are the sum of the hourly ones
+    less these rows with previous_hour in the range."""
+
+    funnel = models.ForeignKey(Funnel, on_delete=models.CASCADE, related_name="+")
+    previous_hour = models.DateTimeField()
+    visitors = models.PositiveIntegerField()
+
+    class Meta:
+        abstract = True
+
+
+class FunnelRepeatHourly(FunnelRepeatCounts):
+    hour = models.DateTimeField()
+
+    class Meta:
+        constraints = [
+            models.UniqueConstraint(
+                fields=["hour", "funnel", "previous_hour"], name="funnel_repeat_hourly_unique"
+            ),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.hour:%Y-%m-%d %H:00} funnel {self.funnel_id} after {self.previous_hour}"
+
+
+class FunnelRepeatDaily(FunnelRepeatCounts):
+    day = models.DateTimeField()  # the UTC midnight starting the day
+
+    class Meta:
+        constraints = [
+            models.UniqueConstraint(
+                fields=["day", "funnel", "previous_hour"], name="funnel_repeat_daily_unique"
+            ),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.day:%Y-%m-%d} funnel {self.funnel_id} after {self.previous_hour}"

@@ -22,6 +22,7 @@ from collections import defaultdict
 from dataclasses import dataclass
 
 import pytest
+from django.contrib.auth import get_user_model
 from django.urls import reverse
 
 from dashboard.funnel_edits import funnel_create
@@ -411,6 +412,35 @@ class FunnelRunsUpkeepTests:
         goals = [Goal.objects.get(name=name) for name in ("Pricing", "Signed up", "Docs")]
         funnel_create(name="Later", across_visits=False, goals=goals)
         definitions = {**FUNNELS, "Later": (False, ["Pricing", "Signed up", "Docs"])}
+        self.assert_all_equal_reference(data, data.hits, definitions)
+
+    def test_funnel_added_and_edited_in_the_admin(self, data, client):
+        get_user_model().objects.create_superuser("root", password="a-long-password-9")
+        client.login(username="root", password="a-long-password-9")
+        goals = {goal.name: goal.pk for goal in Goal.objects.all()}
+        form = {"name": "Admin funnel", "steps-MIN_NUM_FORMS": "2", "steps-MAX_NUM_FORMS": "8"}
+        steps = {"steps-TOTAL_FORMS": "2", "steps-INITIAL_FORMS": "0"}
+        for index, name in enumerate(["Blog", "Signed up"]):
+            steps |= {f"steps-{index}-position": str(index + 1), f"steps-{index}-goal": goals[name]}
+        assert client.post("/admin/tracker/funnel/add/", form | steps).status_code == 302
+        funnel = Funnel.objects.get(name="Admin funnel")
+        definitions = {**FUNNELS, "Admin funnel": (False, ["Blog", "Signed up"])}
+        self.assert_all_equal_reference(data, data.hits, definitions)
+        # Across visits now, and Pricing instead of Blog.
+        step_ids = list(funnel.steps.order_by("position").values_list("id", flat=True))
+        steps = {"steps-TOTAL_FORMS": "2", "steps-INITIAL_FORMS": "2"}
+        chosen = zip(step_ids, ["Pricing", "Signed up"], strict=True)
+        for index, (step_id, name) in enumerate(chosen):
+            steps |= {
+                f"steps-{index}-id": step_id,
+                f"steps-{index}-funnel": funnel.pk,
+                f"steps-{index}-position": str(index + 1),
+                f"steps-{index}-goal": goals[name],
+            }
+        form["across_visits"] = "on"
+        url = f"/admin/tracker/funnel/{funnel.pk}/change/"
+        assert client.post(url, form | steps).status_code == 302
+        definitions["Admin funnel"] = (True, ["Pricing", "Signed up"])
         self.assert_all_equal_reference(data, data.hits, definitions)
 
     def test_bulk_edits_caught_up_by_aggregation(self, data):

@@ -182,7 +182,9 @@ def define_funnels() -> None:
                 name=name, across_visits=across_visits, goals=[goals[goal] for goal in steps]
             )
             print(f"funnel {name!r} created, runs built in {time.perf_counter() - started:.1f} s")
-    funnel_runs_catch_up()  # those of a database from before the runs existed
+    started = time.perf_counter()
+    if funnel_runs_catch_up():  # those of a database from before the runs existed
+        print(f"funnel runs caught up in {time.perf_counter() - started:.1f} s")
 
 
 def measure() -> None:

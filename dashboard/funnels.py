@@ -117,22 +117,36 @@ def _report_sql(
         in_range=None if filtered is None else (condition, params),
     )
     times = ", ".join(f"r.t{step}" for step in range(1, steps + 1))
+    best = f"""best AS (SELECT * FROM (SELECT {times}, row_number() OVER (
+        PARTITION BY r.tracking_id ORDER BY r.depth DESC, r.t1) AS choice
+        FROM {RUNS} r WHERE {condition} AND r.depth >= 2) ranked WHERE choice = 1)"""
+    seconds = {
+        step: dialect.whole_seconds(f"t{step}", f"t{step - 1}") for step in range(2, steps + 1)
+    }
+    if dialect.postgres:
+        # One sort per step: percentile_cont(0.5) is the mean of the two middle ones.
+        later = "".join(
+            f""" UNION ALL SELECT {step}, count(*),
+                percentile_cont(0.5) WITHIN GROUP (ORDER BY {seconds[step]})
+                FROM best WHERE t{step} IS NOT NULL"""
+            for step in range(2, steps + 1)
+        )
+        sql = f"WITH {best} SELECT 1 AS step, ({entered}) AS visitors, NULL AS median{later}"
+        return sql, [*params, *entered_params]
     counts = " UNION ALL ".join(
         [f"SELECT 1 AS step, ({entered}) AS visitors"]
         + [f"SELECT {step}, count(t{step}) FROM best" for step in range(2, steps + 1)]
     )
+    # SQLite has no percentile: the middle rows of a window.
     durations = " UNION ALL ".join(
         [
-            f"SELECT {step} AS step, {dialect.whole_seconds(f't{step}', f't{step - 1}')}"
-            f" AS seconds FROM best WHERE t{step} IS NOT NULL"
+            f"SELECT {step} AS step, {seconds[step]} AS seconds FROM best WHERE t{step} IS NOT NULL"
             for step in range(2, steps + 1)
         ]
         # A one-step funnel (only while being edited) has no time between steps.
         or ["SELECT 0 AS step, 0 AS seconds FROM best WHERE 1 = 0"]
     )
-    sql = f"""WITH best AS (SELECT * FROM (SELECT {times}, row_number() OVER (
-            PARTITION BY r.tracking_id ORDER BY r.depth DESC, r.t1) AS choice
-            FROM {RUNS} r WHERE {condition} AND r.depth >= 2) ranked WHERE choice = 1),
+    sql = f"""WITH {best},
         counts AS ({counts}),
         durations AS ({durations}),
         ranked AS (SELECT step, seconds,
@@ -140,8 +154,7 @@ def _report_sql(
             count(*) OVER (PARTITION BY step) AS total FROM durations),
         medians AS (SELECT step, avg(seconds) AS median FROM ranked
             WHERE position IN ((total + 1) / 2, (total + 2) / 2) GROUP BY step)
-        SELECT c.step, c.visitors, m.median FROM counts c LEFT JOIN medians m ON m.step = c.step
-        ORDER BY c.step"""
+        SELECT c.step, c.visitors, m.median FROM counts c LEFT JOIN medians m ON m.step = c.step"""
     return sql, [*params, *entered_params]
 
 

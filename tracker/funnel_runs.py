@@ -12,8 +12,11 @@ visit. So the goal rollups' refresh, which works the numbers out again, redoes t
   run starts (or holds one and has no run, or holds none and has one): an event aggregated
   before the page view that starts its visit keeps visit number 1 but starts a run now.
 
-A funnel created or edited gets all its runs rebuilt (``funnel_runs_rebuild``) in the edit's
-transaction; a goal rebuild rebuilds the funnels using the goal.
+A funnel created or edited gets all its runs rebuilt (``funnel_runs_rebuild``, queued after
+the edit commits by ``funnel_runs_rebuild_later``; until then the funnel shows its old runs,
+none for a new one); a goal rebuild rebuilds the funnels using the goal. A funnel whose runs
+were built for another definition (``Funnel.runs_definition``: edited in bulk, or from before
+the runs) is rebuilt by the next aggregation run (``funnel_runs_catch_up``).
 """
 
 from __future__ import annotations
@@ -298,6 +301,14 @@ def funnel_runs_rebuild(*, funnel_ids: list[int] | None = None, goal_id: int | N
                 runs_definition=funnel_definition(across_visits=across_visits, goal_ids=goal_ids)
             )
     return len(funnels)
+
+
+def funnel_runs_rebuild_later(*, funnel_id: int) -> None:
+    """Queue the rebuild of a funnel's runs once the current transaction commits: at 10M page
+    views a funnel's runs take ~30 s to build, too long for the request that edits it."""
+    from tracker.tasks import rebuild_funnel_runs  # tasks import this module
+
+    transaction.on_commit(lambda: rebuild_funnel_runs.delay(funnel_id))
 
 
 def funnel_runs_catch_up() -> int:

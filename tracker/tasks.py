@@ -81,3 +81,15 @@ def prune_raw_visits() -> int:
 def rebuild_goal_hits(goal_id: int) -> int:
     """Replace a new or changed goal's hits with those of the raw rows still stored."""
     return goals.goal_hits_rebuild(goal_id=goal_id)
+
+
+@shared_task(
+    name="tracker.tasks.rebuild_funnel_runs",
+    autoretry_for=TRANSIENT_ERRORS,
+    retry_backoff=True,
+    retry_backoff_max=300,
+    max_retries=5,
+)
+def rebuild_funnel_runs(funnel_id: int) -> int:
+    """Rebuild a new or edited funnel's runs from the goal hits (a no-op once it is gone)."""
+    return funnel_runs.funnel_runs_rebuild(funnel_ids=[funnel_id])

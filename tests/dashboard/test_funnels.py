@@ -31,9 +31,18 @@ from tests.dashboard import reference
 from tests.dashboard.conftest import HTMX
 from tracker.event_rollups import events_aggregate
 from tracker.goals import goal_hits_rebuild
-from tracker.models import Event, Funnel, FunnelStep, Goal, GoalHit, Visit, VisitSummary
+from tracker.models import (
+    Event,
+    Funnel,
+    FunnelRun,
+    FunnelStep,
+    Goal,
+    GoalHit,
+    Visit,
+    VisitSummary,
+)
 from tracker.rollups import visits_aggregate
-from tracker.tasks import aggregate_visits
+from tracker.tasks import aggregate_visits, rebuild_funnel_runs
 
 pytestmark = pytest.mark.django_db
 
@@ -408,13 +417,22 @@ class FunnelRunsUpkeepTests:
             ]
             assert funnel_reports(start=start, end=end) == expected
 
-    def test_funnel_created_after_aggregation(self, data):
+    def test_funnel_created_after_aggregation(self, data, django_capture_on_commit_callbacks):
         goals = [Goal.objects.get(name=name) for name in ("Pricing", "Signed up", "Docs")]
-        funnel_create(name="Later", across_visits=False, goals=goals)
+        with django_capture_on_commit_callbacks() as callbacks:
+            funnel = funnel_create(name="Later", across_visits=False, goals=goals)
+        assert len(callbacks) == 1  # the runs' rebuild, queued
+        assert rebuild_funnel_runs(funnel.pk) == 1
+        assert rebuild_funnel_runs(funnel.pk) == 1  # safe to run twice
         definitions = {**FUNNELS, "Later": (False, ["Pricing", "Signed up", "Docs"])}
         self.assert_all_equal_reference(data, data.hits, definitions)
+        funnel.delete()
+        assert rebuild_funnel_runs(funnel.pk) == 0  # a no-op once it is gone
+        assert not FunnelRun.objects.filter(funnel_id=funnel.pk).exists()
 
-    def test_funnel_added_and_edited_in_the_admin(self, data, client):
+    def test_funnel_added_and_edited_in_the_admin(
+        self, data, client, django_capture_on_commit_callbacks
+    ):
         get_user_model().objects.create_superuser("root", password="a-long-password-9")
         client.login(username="root", password="a-long-password-9")
         goals = {goal.name: goal.pk for goal in Goal.objects.all()}
@@ -422,8 +440,11 @@ class FunnelRunsUpkeepTests:
         steps = {"steps-TOTAL_FORMS": "2", "steps-INITIAL_FORMS": "0"}
         for index, name in enumerate(["Blog", "Signed up"]):
             steps |= {f"steps-{index}-position": str(index + 1), f"steps-{index}-goal": goals[name]}
-        assert client.post("/admin/tracker/funnel/add/", form | steps).status_code == 302
+        with django_capture_on_commit_callbacks() as callbacks:
+            assert client.post("/admin/tracker/funnel/add/", form | steps).status_code == 302
+        assert len(callbacks) == 1
         funnel = Funnel.objects.get(name="Admin funnel")
+        rebuild_funnel_runs(funnel.pk)
         definitions = {**FUNNELS, "Admin funnel": (False, ["Blog", "Signed up"])}
         self.assert_all_equal_reference(data, data.hits, definitions)
         # Across visits now, and Pricing instead of Blog.
@@ -439,7 +460,10 @@ class FunnelRunsUpkeepTests:
             }
         form["across_visits"] = "on"
         url = f"/admin/tracker/funnel/{funnel.pk}/change/"
-        assert client.post(url, form | steps).status_code == 302
+        with django_capture_on_commit_callbacks() as callbacks:
+            assert client.post(url, form | steps).status_code == 302
+        assert len(callbacks) == 1
+        rebuild_funnel_runs(funnel.pk)
         definitions["Admin funnel"] = (True, ["Pricing", "Signed up"])
         self.assert_all_equal_reference(data, data.hits, definitions)
 
@@ -470,7 +494,7 @@ class FunnelRunsUpkeepTests:
     def test_late_page_views_after_a_funnel_was_created(self, data, settings):
         """Page views that arrive later still split and join the visits of the runs."""
         goals = [Goal.objects.get(name=name) for name in ("Signed up", "Pricing")]
-        funnel_create(name="Later", across_visits=False, goals=goals)
+        rebuild_funnel_runs(funnel_create(name="Later", across_visits=False, goals=goals).pk)
         rng = random.Random(5)
         late = []
         for view in rng.sample(data.views, 40):

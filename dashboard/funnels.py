@@ -56,18 +56,9 @@ def funnels_with_steps() -> QuerySet[Funnel]:
     return Funnel.objects.prefetch_related(Prefetch("steps", queryset=steps)).order_by("name")
 
 
-def _entered_sql(
-    *, funnel_id: int, start: dt.datetime, end: dt.datetime, in_range: tuple[str, list] | None
-) -> tuple[str, list]:
-    """SQL for step 1's visitors: distinct visitors with a run entering in the range.
-
-    Unfiltered, from the entry rollups: the hourly visitors less those that entered in an
-    earlier hour of the range too (FunnelRepeatCounts), a few rows a day; filtered
-    (``in_range``: the runs' condition), a distinct count over the runs.
-    """
-    if in_range is not None:
-        condition, params = in_range
-        return f"SELECT count(DISTINCT r.tracking_id) FROM {RUNS} r WHERE {condition}", params
+def _entered_sql(*, funnel_id: int, start: dt.datetime, end: dt.datetime) -> tuple[str, list]:
+    """SQL for step 1's visitors, from the entry rollups: the hourly visitors less those that
+    entered in an earlier hour of the range too (FunnelRepeatCounts), a few rows a day."""
     hourly, hourly_params = _rollup_rows(
         FunnelHourly.objects.filter(funnel_id=funnel_id),
         FunnelDaily.objects.filter(funnel_id=funnel_id),
@@ -107,19 +98,25 @@ def _report_sql(
     adapt = connection.ops.adapt_datetimefield_value
     condition = "r.funnel_id = %s AND r.t1 >= %s AND r.t1 < %s"
     params = [funnel_id, adapt(start), adapt(end)]
-    if filtered is not None:
+    times = ", ".join(f"r.t{step}" for step in range(1, steps + 1))
+    if filtered is None:
+        ctes, deep = [], f"{RUNS} r WHERE {condition} AND r.depth >= 2"
+        entered, entered_params = _entered_sql(funnel_id=funnel_id, start=start, end=end)
+    else:
+        # The filter's visits are read once, for step 1's distinct count and the later steps.
         condition += f" AND (r.tracking_id, r.visit_number) IN ({filtered[0]})"
         params += filtered[1]
-    entered, entered_params = _entered_sql(
-        funnel_id=funnel_id,
-        start=start,
-        end=end,
-        in_range=None if filtered is None else (condition, params),
+        ctes = [
+            f"""chosen AS MATERIALIZED (SELECT r.tracking_id, r.depth, {times}
+                FROM {RUNS} r WHERE {condition})"""
+        ]
+        deep = "chosen r WHERE r.depth >= 2"
+        entered, entered_params = "SELECT count(DISTINCT tracking_id) FROM chosen", []
+    ctes.append(
+        f"""best AS (SELECT * FROM (SELECT {times}, row_number() OVER (
+            PARTITION BY r.tracking_id ORDER BY r.depth DESC, r.t1) AS choice
+            FROM {deep}) ranked WHERE choice = 1)"""
     )
-    times = ", ".join(f"r.t{step}" for step in range(1, steps + 1))
-    best = f"""best AS (SELECT * FROM (SELECT {times}, row_number() OVER (
-        PARTITION BY r.tracking_id ORDER BY r.depth DESC, r.t1) AS choice
-        FROM {RUNS} r WHERE {condition} AND r.depth >= 2) ranked WHERE choice = 1)"""
     seconds = {
         step: dialect.whole_seconds(f"t{step}", f"t{step - 1}") for step in range(2, steps + 1)
     }
@@ -131,7 +128,10 @@ def _report_sql(
                 FROM best WHERE t{step} IS NOT NULL"""
             for step in range(2, steps + 1)
         )
-        sql = f"WITH {best} SELECT 1 AS step, ({entered}) AS visitors, NULL AS median{later}"
+        sql = (
+            f"WITH {', '.join(ctes)}"
+            f" SELECT 1 AS step, ({entered}) AS visitors, NULL AS median{later}"
+        )
         return sql, [*params, *entered_params]
     counts = " UNION ALL ".join(
         [f"SELECT 1 AS step, ({entered}) AS visitors"]
@@ -146,7 +146,7 @@ def _report_sql(
         # A one-step funnel (only while being edited) has no time between steps.
         or ["SELECT 0 AS step, 0 AS seconds FROM best WHERE 1 = 0"]
     )
-    sql = f"""WITH {best},
+    sql = f"""WITH {", ".join(ctes)},
         counts AS ({counts}),
         durations AS ({durations}),
         ranked AS (SELECT step, seconds,

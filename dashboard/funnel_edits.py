@@ -8,6 +8,7 @@ from __future__ import annotations
 from django import forms
 from django.db import transaction
 
+from tracker.funnel_runs import funnel_runs_rebuild_later
 from tracker.models import (
     FUNNEL_MAX_STEPS,
     FUNNEL_MIN_STEPS,
@@ -69,7 +70,8 @@ class FunnelForm(forms.Form):
 
 
 def funnel_create(*, name: str, across_visits: bool, goals: list[Goal]) -> Funnel:
-    """Store a funnel and its steps (1..n in the order of ``goals``) in one transaction."""
+    """Store a funnel and its steps (1..n in the order of ``goals``) in one transaction, and
+    queue the building of its runs."""
     steps_validate(goals)
     with transaction.atomic():
         funnel = Funnel.objects.create(name=name, across_visits=across_visits)
@@ -77,6 +79,7 @@ def funnel_create(*, name: str, across_visits: bool, goals: list[Goal]) -> Funne
             FunnelStep(funnel=funnel, position=number, goal=goal)
             for number, goal in enumerate(goals, 1)
         )
+        funnel_runs_rebuild_later(funnel_id=funnel.pk)
     return funnel
 
 

@@ -1,23 +1,25 @@
 # ruff: noqa: S608 - only table and column names are interpolated; values are parameters.
 """Funnel figures: how many visitors reach each step of a funnel, in order, and how long they
-take between steps. Read from the goal hits and the per-visit table, never from raw rows, so a
-funnel stays reportable after raw rows are pruned.
+take between steps. Read from the funnel's runs (``FunnelRun``, which aggregation keeps from the
+goal hits: ``tracker.funnel_runs``), never from raw rows, so a funnel stays reportable after raw
+rows are pruned and costs the runs of the range, not every hit.
 
 Definitions (the README's metric definitions say the same):
-- Only hits in [start, end) count, for every step: a visitor enters with a step-1 hit in the
-  range and passes step k with a hit of step k's goal *strictly after* it passed step k-1 and
-  before the range's end. Strictly: one page view or event never passes two steps, and a funnel
-  may ask for the same goal twice.
+- A run counts in the range its step-1 hit falls in: a visitor enters with a step-1 hit in
+  [start, end) and passes step k with a hit of step k's goal *strictly after* it passed step
+  k-1, even after the range's end. Strictly: one page view or event never passes two steps,
+  and a funnel may ask for the same goal twice.
 - A hit belongs to the visit of its visitor that started last at or before it. Without
   ``across_visits`` every step must fall in the step-1 hit's visit; with it, in that visit or any
   later one of the same visitor. A hit before its visitor's first visit belongs to no visit and
   starts no run.
-- Passing times are the earliest possible (the earliest step-1 hit, then the earliest hit of
-  each next step after the previous): a step reached twice counts once, steps out of order are
-  skipped, and the run goes as deep as any could.
-- A visitor counts once per step. With several visits (same-visit funnels) its run is that of
-  its visit that went deepest, the earliest of equals; the time between steps is that run's, in
-  whole seconds, and the median is over visitors (the mean of the two middle ones when even).
+- Passing times are the earliest possible (the earliest step-1 hit of a visit, then the earliest
+  hit of each next step after the previous): a step reached twice counts once, steps out of
+  order are skipped, and the run goes as deep as any could.
+- A visitor counts once per step: its run is that of its visit that went deepest, the earliest
+  of equals (across visits that is its first run of the range); the time between steps is that
+  run's, in whole seconds, and the median is over visitors (the mean of the two middle ones
+  when even).
 """
 
 from __future__ import annotations
@@ -31,10 +33,21 @@ from django.db import connection
 from django.db.models import Prefetch, QuerySet
 
 from dashboard.funnel_charts import funnel_figure
-from tracker.models import Funnel, FunnelStep, GoalHit, VisitSummary
+from dashboard.queries import _rollup_rows
+from tracker.models import (
+    Funnel,
+    FunnelDaily,
+    FunnelHourly,
+    FunnelRepeatDaily,
+    FunnelRepeatHourly,
+    FunnelRun,
+    FunnelStep,
+    VisitSummary,
+)
 from tracker.rollups import _Dialect
 
 FUNNEL_CACHE_SECONDS = 15 * 60  # as the dashboard's other panels
+RUNS = FunnelRun._meta.db_table
 
 
 def funnels_with_steps() -> QuerySet[Funnel]:
@@ -43,108 +56,97 @@ def funnels_with_steps() -> QuerySet[Funnel]:
     return Funnel.objects.prefetch_related(Prefetch("steps", queryset=steps)).order_by("name")
 
 
-def _visit_number_of(hit: str) -> str:
-    """SQL: the number of the visit a hit belongs to (its visitor's last visit started at or
-    before it), or NULL.
+def _entered_sql(*, funnel_id: int, start: dt.datetime, end: dt.datetime) -> tuple[str, list]:
+    """SQL for step 1's visitors, from the entry rollups: the hourly visitors less those that
+    entered in an earlier hour of the range too (FunnelRepeatCounts), a few rows a day."""
+    hourly, hourly_params = _rollup_rows(
+        FunnelHourly.objects.filter(funnel_id=funnel_id),
+        FunnelDaily.objects.filter(funnel_id=funnel_id),
+        start=start,
+        end=end,
+        fields=["visitors"],
+    )
+    repeats, repeat_params = _rollup_rows(
+        FunnelRepeatHourly.objects.filter(funnel_id=funnel_id, previous_hour__gte=start),
+        FunnelRepeatDaily.objects.filter(funnel_id=funnel_id, previous_hour__gte=start),
+        start=start,
+        end=end,
+        fields=["visitors"],
+    )
+    sql = (
+        f"SELECT (SELECT coalesce(sum(visitors), 0) FROM ({hourly}) entries)"
+        f" - (SELECT coalesce(sum(visitors), 0) FROM ({repeats}) repeats)"
+    )
+    return sql, [*hourly_params, *repeat_params]
 
-    Numbers follow start times (the later of two started at once has the higher number), so
-    this reads the visitor's (tracking_id, number) index backwards and stops at the first.
+
+def _report_sql(
+    *,
+    funnel_id: int,
+    steps: int,
+    start: dt.datetime,
+    end: dt.datetime,
+    filtered: tuple[str, list] | None,
+) -> tuple[str, list]:
+    """Per step its visitors and median seconds from the previous step, from the funnel's runs
+    entering in the range (``filtered``: only those whose visit the query selects).
+
+    The steps after the first come from each visitor's deepest run (the earliest of equals),
+    among the runs that passed step 2 only: a few of the range's runs, by an index of their own.
     """
-    table = VisitSummary._meta.db_table
-    return (
-        f"(SELECT v.number FROM {table} v WHERE v.tracking_id = {hit}.tracking_id"
-        f" AND v.started_at <= {hit}.reached_at ORDER BY v.number DESC LIMIT 1)"
-    )
-
-
-def _runs_sql(*, steps: int, across_visits: bool, filtered: str | None) -> tuple[str, list[str]]:
-    """The CTEs that give each run's passing times t1..tn (NULL past its depth), and the
-    order of the parameters they take (goal ids by step, "start", "end", "filter")."""
-    hits = GoalHit._meta.db_table
-    visits = VisitSummary._meta.db_table
-    params: list[str] = ["goal1", "start", "end"]
-    need_visit = not across_visits or filtered is not None
-    visit_column = f", {_visit_number_of('h')} AS visit_number" if need_visit else ""
-    # Materialized: each hit's visit is looked up once (the planner would inline it twice).
-    ctes = [
-        f"""entries AS MATERIALIZED (SELECT h.tracking_id, h.reached_at{visit_column}
-            FROM {hits} h WHERE h.goal_id = %s AND h.reached_at >= %s AND h.reached_at < %s)"""
-    ]
-    conditions = []
-    if need_visit:
-        conditions.append("e.visit_number IS NOT NULL")
-    if filtered is not None:
-        conditions.append(f"(e.tracking_id, e.visit_number) IN ({filtered})")
-        params.append("filter")
-    where = f"WHERE {' AND '.join(conditions)}" if conditions else ""
-    if across_visits:
-        # One run per visitor; no later visit bounds it.
-        keys = ["tracking_id"]
-        ctes.append(
-            f"""step1 AS (SELECT e.tracking_id, min(e.reached_at) AS t1
-                FROM entries e {where} GROUP BY e.tracking_id)"""
-        )
-    else:
-        # One run per visit, bounded by the start of the visitor's next visit: it started
-        # after every hit of this one (else they would be its hits).
-        keys = ["tracking_id", "visit_number"]
-        ctes.append(
-            f"""step1 AS (SELECT f.tracking_id, f.visit_number, f.t1,
-                (SELECT n.started_at FROM {visits} n WHERE n.tracking_id = f.tracking_id
-                    AND n.number = f.visit_number + 1) AS visit_end
-                FROM (SELECT e.tracking_id, e.visit_number, min(e.reached_at) AS t1
-                    FROM entries e {where} GROUP BY e.tracking_id, e.visit_number) f)"""
-        )
-    # Same visit: each step before the start of the visitor's next visit.
-    carried = keys if across_visits else [*keys, "visit_end"]
-    bound = "" if across_visits else "AND (r.visit_end IS NULL OR h.reached_at < r.visit_end)"
-    columns = ", ".join(f"r.{column}" for column in carried)
-    for step in range(2, steps + 1):
-        ctes.append(
-            f"""step{step} AS (SELECT {columns}, min(h.reached_at) AS t{step}
-                FROM step{step - 1} r JOIN {hits} h ON h.tracking_id = r.tracking_id
-                WHERE h.goal_id = %s AND h.reached_at > r.t{step - 1} AND h.reached_at < %s
-                    {bound}
-                GROUP BY {columns})"""
-        )
-        params += [f"goal{step}", "end"]
-    joins = " ".join(
-        f"LEFT JOIN step{step} s{step} ON "
-        + " AND ".join(f"s{step}.{key} = s1.{key}" for key in keys)
-        for step in range(2, steps + 1)
-    )
-    times = ", ".join(f"s{step}.t{step}" for step in range(1, steps + 1))
-    depth = " + ".join(
-        ["1"]
-        + [f"CASE WHEN s{step}.t{step} IS NULL THEN 0 ELSE 1 END" for step in range(2, steps + 1)]
-    )
-    ctes.append(f"runs AS (SELECT s1.tracking_id, {times}, {depth} AS depth FROM step1 s1 {joins})")
-    # A visitor's deepest run, the earliest of equals (one run per visitor across visits).
-    ctes.append(
-        """best AS (SELECT * FROM (SELECT r.*, row_number() OVER (
-            PARTITION BY r.tracking_id ORDER BY r.depth DESC, r.t1) AS choice FROM runs r) ranked
-            WHERE choice = 1)"""
-    )
-    return ",\n".join(ctes), params
-
-
-def _report_sql(*, steps: int, across_visits: bool, filtered: str | None) -> tuple[str, list[str]]:
     dialect = _Dialect(connection.vendor)
-    ctes, params = _runs_sql(steps=steps, across_visits=across_visits, filtered=filtered)
-    counts = " UNION ALL ".join(
-        f"SELECT {step} AS step, count(t{step}) AS visitors FROM best"
-        for step in range(1, steps + 1)
+    adapt = connection.ops.adapt_datetimefield_value
+    condition = "r.funnel_id = %s AND r.t1 >= %s AND r.t1 < %s"
+    params = [funnel_id, adapt(start), adapt(end)]
+    times = ", ".join(f"r.t{step}" for step in range(1, steps + 1))
+    if filtered is None:
+        ctes, deep = [], f"{RUNS} r WHERE {condition} AND r.depth >= 2"
+        entered, entered_params = _entered_sql(funnel_id=funnel_id, start=start, end=end)
+    else:
+        # The filter's visits are read once, for step 1's distinct count and the later steps.
+        condition += f" AND (r.tracking_id, r.visit_number) IN ({filtered[0]})"
+        params += filtered[1]
+        ctes = [
+            f"""chosen AS MATERIALIZED (SELECT r.tracking_id, r.depth, {times}
+                FROM {RUNS} r WHERE {condition})"""
+        ]
+        deep = "chosen r WHERE r.depth >= 2"
+        entered, entered_params = "SELECT count(DISTINCT tracking_id) FROM chosen", []
+    ctes.append(
+        f"""best AS (SELECT * FROM (SELECT {times}, row_number() OVER (
+            PARTITION BY r.tracking_id ORDER BY r.depth DESC, r.t1) AS choice
+            FROM {deep}) ranked WHERE choice = 1)"""
     )
+    seconds = {
+        step: dialect.whole_seconds(f"t{step}", f"t{step - 1}") for step in range(2, steps + 1)
+    }
+    if dialect.postgres:
+        # One sort per step: percentile_cont(0.5) is the mean of the two middle ones.
+        later = "".join(
+            f""" UNION ALL SELECT {step}, count(*),
+                percentile_cont(0.5) WITHIN GROUP (ORDER BY {seconds[step]})
+                FROM best WHERE t{step} IS NOT NULL"""
+            for step in range(2, steps + 1)
+        )
+        sql = (
+            f"WITH {', '.join(ctes)}"
+            f" SELECT 1 AS step, ({entered}) AS visitors, NULL AS median{later}"
+        )
+        return sql, [*params, *entered_params]
+    counts = " UNION ALL ".join(
+        [f"SELECT 1 AS step, ({entered}) AS visitors"]
+        + [f"SELECT {step}, count(t{step}) FROM best" for step in range(2, steps + 1)]
+    )
+    # SQLite has no percentile: the middle rows of a window.
     durations = " UNION ALL ".join(
         [
-            f"SELECT {step} AS step, {dialect.whole_seconds(f't{step}', f't{step - 1}')}"
-            f" AS seconds FROM best WHERE t{step} IS NOT NULL"
+            f"SELECT {step} AS step, {seconds[step]} AS seconds FROM best WHERE t{step} IS NOT NULL"
             for step in range(2, steps + 1)
         ]
         # A one-step funnel (only while being edited) has no time between steps.
         or ["SELECT 0 AS step, 0 AS seconds FROM best WHERE 1 = 0"]
     )
-    sql = f"""WITH {ctes},
+    sql = f"""WITH {", ".join(ctes)},
         counts AS ({counts}),
         durations AS ({durations}),
         ranked AS (SELECT step, seconds,
@@ -152,9 +154,8 @@ def _report_sql(*, steps: int, across_visits: bool, filtered: str | None) -> tup
             count(*) OVER (PARTITION BY step) AS total FROM durations),
         medians AS (SELECT step, avg(seconds) AS median FROM ranked
             WHERE position IN ((total + 1) / 2, (total + 2) / 2) GROUP BY step)
-        SELECT c.step, c.visitors, m.median FROM counts c LEFT JOIN medians m ON m.step = c.step
-        ORDER BY c.step"""
-    return sql, params
+        SELECT c.step, c.visitors, m.median FROM counts c LEFT JOIN medians m ON m.step = c.step"""
+    return sql, [*params, *entered_params]
 
 
 def _ratio(part: int, whole: int) -> float | None:
@@ -178,18 +179,13 @@ def funnel_report(
     steps = sorted(funnel.steps.all(), key=lambda step: step.position)
     if not steps:
         return {"name": funnel.name, "across_visits": funnel.across_visits, "steps": []}
-    filtered, filter_params = None, []
+    filtered = None
     if visits is not None:
-        filtered, filter_params = visits.values("tracking_id", "number").query.sql_with_params()
-    sql, names = _report_sql(
-        steps=len(steps), across_visits=funnel.across_visits, filtered=filtered
+        sql, params = visits.values("tracking_id", "number").query.sql_with_params()
+        filtered = (sql, list(params))
+    sql, params = _report_sql(
+        funnel_id=funnel.pk, steps=len(steps), start=start, end=end, filtered=filtered
     )
-    adapt = connection.ops.adapt_datetimefield_value
-    values = {"start": [adapt(start)], "end": [adapt(end)], "filter": list(filter_params)}
-    # Steps are numbered 1..n by their order, whatever their stored positions.
-    for number, step in enumerate(steps, 1):
-        values[f"goal{number}"] = [step.goal_id]
-    params = [value for name in names for value in values[name]]
     with connection.cursor() as cursor:
         cursor.execute(sql, params)
         rows = {step: (int(visitors), median) for step, visitors, median in cursor.fetchall()}

@@ -9,6 +9,7 @@ from django.core.exceptions import ValidationError
 from django.forms.models import BaseInlineFormSet
 
 from tracker import goals
+from tracker.funnel_runs import funnel_runs_rebuild_later
 from tracker.models import (
     FUNNEL_MAX_STEPS,
     FUNNEL_MIN_STEPS,
@@ -229,3 +230,8 @@ class FunnelAdmin(admin.ModelAdmin):
 
     list_display = ["name", "across_visits", "created_at"]
     inlines = [FunnelStepInline]
+
+    def save_related(self, request, form, formsets, change) -> None:
+        """Queue the rebuild of the funnel's runs once its steps are saved."""
+        super().save_related(request, form, formsets, change)
+        funnel_runs_rebuild_later(funnel_id=form.instance.pk)

@@ -14,6 +14,7 @@ rollups are kept per (goal, visitor) group, set-based:
 3. Those groups' hits as counted so far are subtracted, the new numbers stored, and the groups'
    hits added again: per hour (``GoalHourly``), and per (hour, earlier hour) for the visitors and
    visits that had a hit of the goal in an earlier hour (``GoalRepeatHourly``), then per day.
+4. The funnels' runs of those visitors are redone (``tracker.funnel_runs``).
 
 Runs inside aggregation's batches (``tracker.rollups``, ``tracker.event_rollups``) and goal
 rebuilds (``tracker.goals``), under their locks; ``goal_rollups_catch_up`` counts what is left
@@ -27,7 +28,8 @@ import logging
 from django.db import connection, transaction
 from django.utils import timezone
 
-from tracker import rollups  # a module reference: rollups imports goals, which imports this
+# Module references: rollups imports goals, which imports this, which funnel_runs imports.
+from tracker import funnel_runs, rollups
 from tracker.models import (
     AggregationState,
     GoalDaily,
@@ -189,35 +191,8 @@ def _delta_sql(d: _Dialect) -> list[str]:
     ]
 
 
-def goal_rollups_refresh(cursor, d: _Dialect, *, visitors_sql: str | None = None) -> int:
-    """Bring the goal rollups in line with the hits and visits: for the visitors that
-    ``visitors_sql`` selects (a query of tracking ids) and those with hits not counted yet.
-    Runs in the caller's transaction; returns how many hits got a new visit number.
-    """
-    if d.postgres:
-        _execute(cursor, "SET LOCAL TimeZone = 'UTC'")  # hours and days in UTC, as the visits'
-    for statement in _temporary_tables(d):
-        _execute(cursor, statement)
-    for table in TEMPORARY:
-        _execute(cursor, d.empty(table))
-    looked_at = [f"SELECT tracking_id FROM {GOAL_HIT} WHERE visit_number IS NULL"]
-    if visitors_sql:
-        looked_at.append(visitors_sql)
-    _execute(
-        cursor,
-        f"INSERT INTO {GR_VISITORS} (tracking_id) "
-        f"SELECT DISTINCT tracking_id FROM ({' UNION ALL '.join(looked_at)}) looked_at",
-    )
-    _execute(cursor, _changed_sql())
-    _execute(
-        cursor,
-        f"INSERT INTO {GR_GROUPS} (goal_id, tracking_id) "
-        f"SELECT DISTINCT goal_id, tracking_id FROM {GR_CHANGED}",
-    )
-    _execute(cursor, f"SELECT count(*) FROM {GR_CHANGED}")
-    changed = int(cursor.fetchone()[0])
-    if not changed:
-        return 0
+def _groups_recount(cursor, d: _Dialect) -> None:
+    """Subtract GR_GROUPS' hits as counted, store GR_CHANGED's numbers, add them again."""
     _execute(cursor, _hours_sql(d))
     for statement in _changes_sql(sign=-1):
         _execute(cursor, statement)
@@ -245,6 +220,38 @@ def goal_rollups_refresh(cursor, d: _Dialect, *, visitors_sql: str | None = None
             table=table, delta=delta, keys=keys, measures=measures, count=count
         ):
             _execute(cursor, statement)
+
+
+def goal_rollups_refresh(cursor, d: _Dialect, *, visitors_sql: str | None = None) -> int:
+    """Bring the goal rollups in line with the hits and visits: for the visitors that
+    ``visitors_sql`` selects (a query of tracking ids) and those with hits not counted yet.
+    Runs in the caller's transaction; returns how many hits got a new visit number.
+    """
+    if d.postgres:
+        _execute(cursor, "SET LOCAL TimeZone = 'UTC'")  # hours and days in UTC, as the visits'
+    for statement in _temporary_tables(d):
+        _execute(cursor, statement)
+    for table in TEMPORARY:
+        _execute(cursor, d.empty(table))
+    looked_at = [f"SELECT tracking_id FROM {GOAL_HIT} WHERE visit_number IS NULL"]
+    if visitors_sql:
+        looked_at.append(visitors_sql)
+    _execute(
+        cursor,
+        f"INSERT INTO {GR_VISITORS} (tracking_id) "
+        f"SELECT DISTINCT tracking_id FROM ({' UNION ALL '.join(looked_at)}) looked_at",
+    )
+    _execute(cursor, _changed_sql())
+    _execute(
+        cursor,
+        f"INSERT INTO {GR_GROUPS} (goal_id, tracking_id) "
+        f"SELECT DISTINCT goal_id, tracking_id FROM {GR_CHANGED}",
+    )
+    _execute(cursor, f"SELECT count(*) FROM {GR_CHANGED}")
+    changed = int(cursor.fetchone()[0])
+    if changed:
+        _groups_recount(cursor, d)
+    funnel_runs.funnel_runs_refresh(cursor, d)  # also when only a first visit's start moved
     return changed
 
 

@@ -22,7 +22,7 @@ import logging
 
 from django.db import connection, transaction
 
-from tracker import goal_rollups
+from tracker import funnel_runs, goal_rollups
 from tracker.events import EventRefused, event_name_clean
 from tracker.models import (
     PATH_MAX_LENGTH,
@@ -137,6 +137,8 @@ def goal_hits_rebuild(*, goal_id: int) -> int:
             return 0
         count = goal_hits_insert(kind=kind, lo=0, hi=NO_UPPER_BOUND, goal_id=goal_id)
         goal_rollups.uncounted_hits_add()
+        # A visitor whose hits all went has no group to redo: rebuild the funnels whole.
+        funnel_runs.funnel_runs_rebuild(goal_id=goal_id)
     logger.info("rebuilt %d hits of goal %d", count, goal_id)
     return count
 
@@ -158,6 +160,7 @@ def goal_hits_rebuild_all() -> int:
                 )
             total += goal_hits_insert(kind=kind, lo=0, hi=NO_UPPER_BOUND)
         goal_rollups.uncounted_hits_add()
+        funnel_runs.funnel_runs_rebuild()
     logger.info("rebuilt %d goal hits from the raw rows", total)
     return total
 

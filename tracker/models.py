@@ -739,6 +739,9 @@ class Funnel(models.Model):
     name = models.CharField(max_length=GOAL_NAME_MAX_LENGTH, unique=True)
     across_visits = models.BooleanField(default=False)
     created_at = models.DateTimeField(auto_now_add=True)
+    # The definition (``tracker.funnel_runs.funnel_definition``) its FunnelRun rows were built
+    # for: an edit that did not rebuild them (a bulk update) leaves them to the next catch-up.
+    runs_definition = models.CharField(max_length=100, blank=True, default="", editable=False)
 
     class Meta:
         ordering = ["name"]
@@ -760,3 +763,124 @@ class FunnelStep(models.Model):
 
     def __str__(self) -> str:
         return f"{self.funnel_id} #{self.position}: {self.goal_id}"
+
+
+class FunnelRun(models.Model):
+    """One run of a funnel: a visit with a step-1 hit, from its first one (``t1``) through the
+    earliest hit of each next step strictly after the previous (same visit, or any later one
+    with ``across_visits``); ``depth`` steps passed, later times NULL.
+
+    Derived from GoalHit (``tracker.funnel_runs``), kept by aggregation for the visitors whose
+    hits or visits changed; a run counts in the range its ``t1`` falls in.
+    """
+
+    id = models.BigAutoField(primary_key=True)
+    funnel = models.ForeignKey(Funnel, on_delete=models.CASCADE, related_name="+")
+    tracking_id = models.UUIDField()
+    visit_number = models.PositiveIntegerField()
+    depth = models.PositiveSmallIntegerField()
+    t1 = models.DateTimeField()
+    t2 = models.DateTimeField(null=True)
+    t3 = models.DateTimeField(null=True)
+    t4 = models.DateTimeField(null=True)
+    t5 = models.DateTimeField(null=True)
+    t6 = models.DateTimeField(null=True)
+    t7 = models.DateTimeField(null=True)
+    t8 = models.DateTimeField(null=True)
+
+    class Meta:
+        constraints = [
+            models.UniqueConstraint(
+                fields=["funnel", "tracking_id", "visit_number"], name="funnel_run_unique"
+            ),
+        ]
+        indexes = [
+            # Step 1's distinct visitors of a range, read from the index alone.
+            models.Index(fields=["funnel", "t1", "tracking_id"], name="funnel_run_entry"),
+            # The runs that passed step 2: the only ones the later steps read.
+            models.Index(
+                fields=["funnel", "t1"],
+                condition=models.Q(depth__gte=2),
+                name="funnel_run_deep",
+            ),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.t1:%Y-%m-%d %H:%M:%S} funnel {self.funnel_id}: {self.depth}"
+
+
+class FunnelCounts(models.Model):
+    """A funnel's visitors with a run entering (its step-1 hit) in one hour, each counted once
+    per hour (a UTC day's are the sums of its hours); ``FunnelRepeatCounts`` turns those sums
+    into the exact distinct visitors at step 1 of any range, as GoalRepeatCounts does."""
+
+    funnel = models.ForeignKey(Funnel, on_delete=models.CASCADE, related_name="+")
+    visitors = models.PositiveIntegerField()
+
+    class Meta:
+        abstract = True
+
+
+class FunnelHourly(FunnelCounts):
+    hour = models.DateTimeField()
+
+    class Meta:
+        constraints = [
+            models.UniqueConstraint(fields=["hour", "funnel"], name="funnel_hourly_unique"),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.hour:%Y-%m-%d %H:00} funnel {self.funnel_id}: {self.visitors}"
+
+
+class FunnelDaily(FunnelCounts):
+    day = models.DateTimeField()  # the UTC midnight starting the day
+
+    class Meta:
+        constraints = [
+            models.UniqueConstraint(fields=["day", "funnel"], name="funnel_daily_unique"),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.day:%Y-%m-%d} funnel {self.funnel_id}: {self.visitors}"
+
+
+class FunnelRepeatCounts(models.Model):
+    """A funnel's hourly entering visitors that entered in an earlier hour too, by that hour
+    (the latest such): the range's distinct visitors at step 1 are the sum of the hourly ones
+    less these rows with previous_hour in the range."""
+
+    funnel = models.ForeignKey(Funnel, on_delete=models.CASCADE, related_name="+")
+    previous_hour = models.DateTimeField()
+    visitors = models.PositiveIntegerField()
+
+    class Meta:
+        abstract = True
+
+
+class FunnelRepeatHourly(FunnelRepeatCounts):
+    hour = models.DateTimeField()
+
+    class Meta:
+        constraints = [
+            models.UniqueConstraint(
+                fields=["hour", "funnel", "previous_hour"], name="funnel_repeat_hourly_unique"
+            ),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.hour:%Y-%m-%d %H:00} funnel {self.funnel_id} after {self.previous_hour}"
+
+
+class FunnelRepeatDaily(FunnelRepeatCounts):
+    day = models.DateTimeField()  # the UTC midnight starting the day
+
+    class Meta:
+        constraints = [
+            models.UniqueConstraint(
+                fields=["day", "funnel", "previous_hour"], name="funnel_repeat_daily_unique"
+            ),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.day:%Y-%m-%d} funnel {self.funnel_id} after {self.previous_hour}"

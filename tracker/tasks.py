@@ -9,7 +9,7 @@ import redis
 from celery import shared_task
 from django.db import InterfaceError, OperationalError
 
-from tracker import event_rollups, goal_rollups, goals, retention, rollups
+from tracker import event_rollups, funnel_runs, goal_rollups, goals, retention, rollups
 from tracker.buffer import drain_buffered_visits
 
 # Connection errors to the database or the broker: worth retrying later with backoff.
@@ -40,6 +40,7 @@ def aggregate_visits() -> int:
     visits = rollups.visits_aggregate()
     event_rollups.events_aggregate()
     goal_rollups.goal_rollups_catch_up()
+    funnel_runs.funnel_runs_catch_up()
     return visits
 
 
@@ -80,3 +81,15 @@ def prune_raw_visits() -> int:
 def rebuild_goal_hits(goal_id: int) -> int:
     """Replace a new or changed goal's hits with those of the raw rows still stored."""
     return goals.goal_hits_rebuild(goal_id=goal_id)
+
+
+@shared_task(
+    name="tracker.tasks.rebuild_funnel_runs",
+    autoretry_for=TRANSIENT_ERRORS,
+    retry_backoff=True,
+    retry_backoff_max=300,
+    max_retries=5,
+)
+def rebuild_funnel_runs(funnel_id: int) -> int:
+    """Rebuild a new or edited funnel's runs from the goal hits (a no-op once it is gone)."""
+    return funnel_runs.funnel_runs_rebuild(funnel_ids=[funnel_id])

@@ -3,9 +3,11 @@
 Random returning visitors (tests/dashboard/reference.py: ties on time, gaps exactly at the
 timeout, sources that split visits, visits across midnight) get events on their pages: some at
 the very time of a page view, some long after their visit's last page view, some before their
-visitor's first page view; rows arrive shuffled and in two late batches. Aggregation stores the goal
-hits (tracker.goals); the reference splits visits itself, matches goals itself and walks each
-visitor's hits in order.
+visitor's first page view; rows arrive shuffled and late: page views that split or join visits
+whose hits were counted, events aggregated before their page views. Aggregation stores the goal
+hits (tracker.goals) and the funnels' runs (tracker.funnel_runs); the reference splits visits
+itself, matches goals itself and walks each visitor's hits in order. A run counts in the range
+of its step-1 hit, whenever its later steps come.
 """
 
 from __future__ import annotations
@@ -20,14 +22,27 @@ from collections import defaultdict
 from dataclasses import dataclass
 
 import pytest
+from django.contrib.auth import get_user_model
 from django.urls import reverse
 
+from dashboard.funnel_edits import funnel_create
 from dashboard.funnels import funnel_report, funnel_reports
 from tests.dashboard import reference
 from tests.dashboard.conftest import HTMX
 from tracker.event_rollups import events_aggregate
-from tracker.models import Event, Funnel, FunnelStep, Goal, GoalHit, Visit, VisitSummary
+from tracker.goals import goal_hits_rebuild
+from tracker.models import (
+    Event,
+    Funnel,
+    FunnelRun,
+    FunnelStep,
+    Goal,
+    GoalHit,
+    Visit,
+    VisitSummary,
+)
 from tracker.rollups import visits_aggregate
+from tracker.tasks import aggregate_visits, rebuild_funnel_runs
 
 pytestmark = pytest.mark.django_db
 
@@ -59,6 +74,9 @@ FUNNELS = {
         ["Home", "Blog", "Pricing", "Docs", "Home", "Signed up", "Pricing", "Purchase"],
     ),
     "Signup same visit": (False, ["Signup page", "Signed up", "Purchase"]),
+    # Event goals first: an event aggregated before the page view that starts its visit.
+    "Signed up, then bought": (False, ["Signed up", "Purchase"]),
+    "Signed up, bought, any visit": (True, ["Signed up", "Purchase", "Signed up"]),
 }
 ranges = {
     "all": (DATA_START - dt.timedelta(days=3), DATA_START + dt.timedelta(days=DAYS + 3)),
@@ -96,7 +114,7 @@ class RefHit:
     visit: tuple | None  # (tracking_id, number) of its visit
 
 
-def reference_hits(views, events, visits) -> dict[str, list[RefHit]]:
+def reference_hits(views, events, visits, goals=None) -> dict[str, list[RefHit]]:
     """Per goal name, its hits: each raw row matching it, placed in its visit (the visitor's
     last visit started at or before it; the later of two started at the same time)."""
     starts: dict[uuid.UUID, list[tuple]] = defaultdict(list)
@@ -108,7 +126,7 @@ def reference_hits(views, events, visits) -> dict[str, list[RefHit]]:
         return (tracking_id, max(before)[1]) if before else None
 
     hits: dict[str, list[RefHit]] = {}
-    for name, goal in GOALS.items():
+    for name, goal in (goals or GOALS).items():
         hits[name] = [
             RefHit(row.tracking_id, at, visit_of(row.tracking_id, at))
             for row in [*views, *events]
@@ -118,34 +136,35 @@ def reference_hits(views, events, visits) -> dict[str, list[RefHit]]:
     return hits
 
 
-def reference_report(hits, *, name, start, end, allowed_visits=None) -> dict:
-    across, goal_names = FUNNELS[name]
-    # A run's container: the visitor (across visits) or one visit.
+def reference_report(hits, *, name, start, end, allowed_visits=None, definition=None) -> dict:
+    across, goal_names = definition or FUNNELS[name]
+    # One run per visit, from its earliest step-1 hit, whatever the range; the range then
+    # takes the runs whose step-1 hit falls in it.
+    starts: dict[tuple, RefHit] = {}
+    for entry in hits[goal_names[0]]:
+        if entry.visit is not None and (
+            entry.visit not in starts or entry.at < starts[entry.visit].at
+        ):
+            starts[entry.visit] = entry
     runs: dict[tuple, list[dt.datetime]] = {}
-    entries = [
-        hit
-        for hit in hits[goal_names[0]]
-        if start <= hit.at < end
-        and hit.visit is not None
-        and (allowed_visits is None or hit.visit in allowed_visits)
-    ]
-    for entry in sorted(entries, key=lambda hit: hit.at):
-        container = (entry.tracking_id,) if across else entry.visit
-        if container in runs:
-            continue  # the container's earliest entry starts its run
+    for visit, entry in starts.items():
+        if not start <= entry.at < end:
+            continue
+        if allowed_visits is not None and visit not in allowed_visits:
+            continue
         times = [entry.at]
         for goal_name in goal_names[1:]:
             later = [
                 hit.at
                 for hit in hits[goal_name]
                 if hit.tracking_id == entry.tracking_id
-                and times[-1] < hit.at < end
-                and (across or hit.visit == entry.visit)
+                and times[-1] < hit.at
+                and (across or hit.visit == visit)
             ]
             if not later:
                 break
             times.append(min(later))
-        runs[container] = times
+        runs[visit] = times
     best: dict[uuid.UUID, list[dt.datetime]] = {}
     for container, times in runs.items():
         tracking_id = container[0]
@@ -239,6 +258,8 @@ class Data:
     events: list[Event]
     visits: list[reference.RefVisit]
     hits: dict[str, list[RefHit]]
+    # Step-1 hits aggregated before any visit of theirs had started, in a visit now.
+    entries_before_their_visit: int
 
 
 @pytest.fixture
@@ -249,25 +270,43 @@ def data(db, settings) -> Data:
     )
     events = random_events(views, seed=23)
     define_funnels()
-    # Late arrivals: a third of the rows arrives after the rest was aggregated.
-    cut_views, cut_events = len(views) * 2 // 3, len(events) * 2 // 3
+    # Late arrivals: a third of the page views arrives after the rest was aggregated, and
+    # half the events before them.
+    cut_views, cut_events = len(views) * 2 // 3, len(events) // 2
     Visit.objects.bulk_create(views[:cut_views])
     Event.objects.bulk_create(events[:cut_events])
     # Aggregation materializes the goal hits (tracker.goals), batch by batch.
     visits_aggregate(batch_size=101)
     events_aggregate(batch_size=101)
-    Visit.objects.bulk_create(views[cut_views:])
     Event.objects.bulk_create(events[cut_events:])
+    events_aggregate(batch_size=101)
+    first_starts = dict(
+        VisitSummary.objects.filter(number=1).values_list("tracking_id", "started_at")
+    )
+    early = [
+        (tracking_id, reached_at)
+        for tracking_id, reached_at in GoalHit.objects.filter(
+            goal__name__in={goal_names[0] for _, goal_names in FUNNELS.values()}
+        ).values_list("tracking_id", "reached_at")
+        if tracking_id not in first_starts or reached_at < first_starts[tracking_id]
+    ]
+    Visit.objects.bulk_create(views[cut_views:])
     visits_aggregate(batch_size=101)
     events_aggregate(batch_size=101)
     stored_views = list(Visit.objects.all())
     stored_events = list(Event.objects.all())
     visits = reference.split_visits(stored_views, timeout=timeout)
+    first_starts = {visit.tracking_id: visit.started_at for visit in visits if visit.number == 1}
     return Data(
         views=stored_views,
         events=stored_events,
         visits=visits,
         hits=reference_hits(stored_views, stored_events, visits),
+        entries_before_their_visit=sum(
+            1
+            for tracking_id, reached_at in early
+            if tracking_id in first_starts and first_starts[tracking_id] <= reached_at
+        ),
     )
 
 
@@ -307,8 +346,20 @@ class ReferenceDataTests:
         # Across visits passes more than the same visit would.
         assert (reports["Pricing twice, any visit"]["steps"][1]["visitors"]
                 > reports["Pricing twice"]["steps"][1]["visitors"] > 0)  # fmt: skip
-        # Hits before the visitor's first visit exist and start nothing.
+        # Hits before the visitor's first visit exist and start nothing; some aggregated
+        # before their visit started start a run now.
         assert any(hit.visit is None for hit in data.hits["Signed up pro"])
+        assert any(hit.visit is None for hit in data.hits["Signed up"])
+        assert data.entries_before_their_visit > 0
+        # Runs that go on past the range's end.
+        low, high = ranges["middle"]
+        assert any(
+            hit.at >= high
+            for entry in data.hits["Blog"]
+            if low <= entry.at < high
+            for hit in data.hits["Pricing"]
+            if hit.tracking_id == entry.tracking_id and hit.at > entry.at
+        )
         # Visits across midnight, and visitors with several visits reaching step 1.
         assert any(visit.started_at.date() != visit.ended_at.date() for visit in data.visits)
         entering = defaultdict(set)
@@ -352,6 +403,122 @@ class FunnelReportTests:
         funnel = Funnel.objects.create(name="Empty")
         start, end = ranges["all"]
         assert funnel_report(funnel=funnel, start=start, end=end)["steps"] == []
+
+
+class FunnelRunsUpkeepTests:
+    """Runs kept by aggregation, funnel edits and goal rebuilds equal the reference."""
+
+    def assert_all_equal_reference(self, data, hits, definitions) -> None:
+        for range_name in ("all", "middle"):
+            start, end = ranges[range_name]
+            expected = [
+                reference_report(hits, name=name, start=start, end=end, definition=definition)
+                for name, definition in sorted(definitions.items())
+            ]
+            assert funnel_reports(start=start, end=end) == expected
+
+    def test_funnel_created_after_aggregation(self, data, django_capture_on_commit_callbacks):
+        goals = [Goal.objects.get(name=name) for name in ("Pricing", "Signed up", "Docs")]
+        with django_capture_on_commit_callbacks() as callbacks:
+            funnel = funnel_create(name="Later", across_visits=False, goals=goals)
+        assert len(callbacks) == 1  # the runs' rebuild, queued
+        assert rebuild_funnel_runs(funnel.pk) == 1
+        assert rebuild_funnel_runs(funnel.pk) == 1  # safe to run twice
+        definitions = {**FUNNELS, "Later": (False, ["Pricing", "Signed up", "Docs"])}
+        self.assert_all_equal_reference(data, data.hits, definitions)
+        funnel.delete()
+        assert rebuild_funnel_runs(funnel.pk) == 0  # a no-op once it is gone
+        assert not FunnelRun.objects.filter(funnel_id=funnel.pk).exists()
+
+    def test_funnel_added_and_edited_in_the_admin(
+        self, data, client, django_capture_on_commit_callbacks
+    ):
+        get_user_model().objects.create_superuser("root", password="a-long-password-9")
+        client.login(username="root", password="a-long-password-9")
+        goals = {goal.name: goal.pk for goal in Goal.objects.all()}
+        form = {"name": "Admin funnel", "steps-MIN_NUM_FORMS": "2", "steps-MAX_NUM_FORMS": "8"}
+        steps = {"steps-TOTAL_FORMS": "2", "steps-INITIAL_FORMS": "0"}
+        for index, name in enumerate(["Blog", "Signed up"]):
+            steps |= {f"steps-{index}-position": str(index + 1), f"steps-{index}-goal": goals[name]}
+        with django_capture_on_commit_callbacks() as callbacks:
+            assert client.post("/admin/tracker/funnel/add/", form | steps).status_code == 302
+        assert len(callbacks) == 1
+        funnel = Funnel.objects.get(name="Admin funnel")
+        rebuild_funnel_runs(funnel.pk)
+        definitions = {**FUNNELS, "Admin funnel": (False, ["Blog", "Signed up"])}
+        self.assert_all_equal_reference(data, data.hits, definitions)
+        # Across visits now, and Pricing instead of Blog.
+        step_ids = list(funnel.steps.order_by("position").values_list("id", flat=True))
+        steps = {"steps-TOTAL_FORMS": "2", "steps-INITIAL_FORMS": "2"}
+        chosen = zip(step_ids, ["Pricing", "Signed up"], strict=True)
+        for index, (step_id, name) in enumerate(chosen):
+            steps |= {
+                f"steps-{index}-id": step_id,
+                f"steps-{index}-funnel": funnel.pk,
+                f"steps-{index}-position": str(index + 1),
+                f"steps-{index}-goal": goals[name],
+            }
+        form["across_visits"] = "on"
+        url = f"/admin/tracker/funnel/{funnel.pk}/change/"
+        with django_capture_on_commit_callbacks() as callbacks:
+            assert client.post(url, form | steps).status_code == 302
+        assert len(callbacks) == 1
+        rebuild_funnel_runs(funnel.pk)
+        definitions["Admin funnel"] = (True, ["Pricing", "Signed up"])
+        self.assert_all_equal_reference(data, data.hits, definitions)
+
+    def test_bulk_edits_caught_up_by_aggregation(self, data):
+        """Edits that bypass the funnels page and the admin wait for the next aggregation."""
+        Funnel.objects.filter(name="Pricing twice").update(across_visits=True)
+        FunnelStep.objects.filter(funnel__name="Home to signup", position=30).update(
+            goal=Goal.objects.get(name="Signed up")
+        )
+        FunnelStep.objects.filter(funnel__name="Eight steps", position__gt=20).delete()
+        aggregate_visits()
+        definitions = {
+            **FUNNELS,
+            "Pricing twice": (True, ["Pricing", "Pricing"]),
+            "Home to signup": (False, ["Home", "Pricing", "Signed up"]),
+            "Eight steps": (True, ["Home", "Blog"]),
+        }
+        self.assert_all_equal_reference(data, data.hits, definitions)
+
+    def test_goal_rebuild_redoes_the_funnels_using_it(self, data):
+        """Home matches the blog now: visitors lose all their Home hits, others gain some."""
+        Goal.objects.filter(name="Home").update(match="/blog/*")
+        goal_hits_rebuild(goal_id=Goal.objects.get(name="Home").pk)
+        goals = {**GOALS, "Home": ("page", "/blog/*", "", "")}
+        hits = reference_hits(data.views, data.events, data.visits, goals)
+        self.assert_all_equal_reference(data, hits, FUNNELS)
+
+    def test_late_page_views_after_a_funnel_was_created(self, data, settings):
+        """Page views that arrive later still split and join the visits of the runs."""
+        goals = [Goal.objects.get(name=name) for name in ("Signed up", "Pricing")]
+        rebuild_funnel_runs(funnel_create(name="Later", across_visits=False, goals=goals).pk)
+        rng = random.Random(5)
+        late = []
+        for view in rng.sample(data.views, 40):
+            moment = view.visited_at - dt.timedelta(seconds=rng.choice([1, 600, 1700, 3600]))
+            late.append(
+                Visit(
+                    event_id=uuid.uuid4(),
+                    tracking_id=view.tracking_id,
+                    visited_at=moment,
+                    path=rng.choice(["/pricing/", "/", "/blog/a/"]),
+                    browser=view.browser,
+                    os=view.os,
+                    device=view.device,
+                    status_code=200,
+                    response_ms=5,
+                )
+            )
+        Visit.objects.bulk_create(late)
+        visits_aggregate(batch_size=7)
+        views = list(Visit.objects.all())
+        visits = reference.split_visits(views, timeout=settings.TRACKER_VISIT_TIMEOUT)
+        hits = reference_hits(views, data.events, visits)
+        definitions = {**FUNNELS, "Later": (False, ["Signed up", "Pricing"])}
+        self.assert_all_equal_reference(data, hits, definitions)
 
 
 class FunnelPanelTests:

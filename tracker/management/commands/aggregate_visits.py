@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from django.core.management.base import BaseCommand
 
-from tracker import event_rollups, goal_rollups, goals, rollups
+from tracker import event_rollups, funnel_runs, goal_rollups, goals, rollups
 
 
 class Command(BaseCommand):
@@ -30,5 +30,6 @@ class Command(BaseCommand):
             count = rollups.visits_aggregate(batch_size=batch_size)
             events = event_rollups.events_aggregate()
             goal_rollups.goal_rollups_catch_up()
+            funnel_runs.funnel_runs_catch_up()
             self.stdout.write(f"Aggregated {count} new visits.")
             self.stdout.write(f"Aggregated {events} new events.")

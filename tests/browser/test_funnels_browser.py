@@ -10,7 +10,8 @@ from django.utils import timezone
 
 from tests.browser.test_dashboard_browser import PASSWORD, recorded_traffic, screenshot
 from tests.browser.test_shared_links_browser import log_in
-from tracker.models import Funnel, Goal
+from tracker.models import Funnel, FunnelRun, Goal
+from tracker.tasks import aggregate_visits
 
 pytestmark = [pytest.mark.browser, pytest.mark.django_db(transaction=True)]
 
@@ -44,6 +45,9 @@ class FunnelsBrowserTests:
             "Pricing",
             "Signup",
         ]
+        # What the worker does next (the queued rebuild, or the next aggregation run's catch-up).
+        aggregate_visits()
+        assert FunnelRun.objects.filter(funnel=funnel).exists()
 
         page.goto(f"{live_server.url}/dashboard/?range=30d")
         chart = page.locator(f'[data-figure="funnel-figure-{funnel.pk}"]')

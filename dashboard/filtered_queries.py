@@ -7,14 +7,16 @@ what its unfiltered twin in ``queries`` / ``event_queries`` returns, so panels, 
 and stats.json take either.
 
 Visit-level figures are those of the filtered visits (started in the range). Pageviews are those
-visits' pageviews. Page-level figures (top pages) and events read raw rows belonging to the
-filtered visits, so they cover the raw retention period only (TRACKER_RAW_RETENTION_DAYS).
+visits' pageviews, and top pages count the paths of their lists of pages. Events read the raw
+events belonging to the filtered visits, so they cover the raw retention period only
+(TRACKER_RAW_RETENTION_DAYS).
 """
 
 from __future__ import annotations
 
 import datetime as dt
 
+from django.db import connection
 from django.db.models import Count, Exists, OuterRef, Q, QuerySet, Sum
 from django.db.models.functions import TruncDay, TruncHour
 from django.utils import timezone
@@ -34,7 +36,7 @@ from dashboard.queries import (
     period_figures,
     with_changes,
 )
-from tracker.models import Event, TrackedSession, Visit, VisitSummary
+from tracker.models import Event, PagePath, TrackedSession, VisitSummary
 
 VISIT_SUMS = {
     "visits": Count("id"),
@@ -238,33 +240,32 @@ def busiest_filtered(
     return list(rows.values(*VISIT_FIELDS)[:limit])
 
 
-def pageviews_of(visits: QuerySet[VisitSummary], *, start: dt.datetime) -> QuerySet[Visit]:
-    """The raw page views that lie within one of ``visits`` (between its first and last view)."""
-    return Visit.objects.filter(
-        Exists(
-            visits.filter(
-                tracking_id=OuterRef("tracking_id"),
-                started_at__lte=OuterRef("visited_at"),
-                ended_at__gte=OuterRef("visited_at"),
-            )
-        ),
-        visited_at__gte=start,
-    )
-
-
 def top_pages_filtered(
     *, filters: Filters, start: dt.datetime, end: dt.datetime, limit: int | None
 ) -> list[dict]:
-    """Paths by the filtered visits' raw page views, with their distinct visitors."""
+    """Paths by the page views of the filtered visits (their lists of pages), with their
+    distinct visitors."""
     visits = visits_filtered(filters=filters, start=start, end=end)
-    rows = (
-        pageviews_of(visits, start=start)
-        .values("path")
-        .annotate(pageviews=Count("id"), visitors=Count("tracking_id", distinct=True))
-        .order_by("-pageviews", "path")
-        .values("path", "pageviews", "visitors")
-    )
-    return list(rows[:limit] if limit else rows)
+    chosen, params = visits.values("tracking_id", "pages").query.sql_with_params()
+    if connection.vendor == "postgresql":
+        listed, page = "CROSS JOIN LATERAL unnest(s.pages) AS listed(page)", "listed.page"
+    else:
+        listed, page = "JOIN json_each(s.pages) listed", "listed.value"
+    sql = f"""
+        SELECT p.path, count(*) AS pageviews, count(DISTINCT s.tracking_id) AS visitors
+        FROM ({chosen}) s {listed} JOIN {PagePath._meta.db_table} p ON p.id = {page}
+        GROUP BY p.path
+        ORDER BY pageviews DESC, p.path
+    """
+    if limit:
+        sql += " LIMIT %s"
+        params = (*params, limit)
+    with connection.cursor() as cursor:
+        cursor.execute(sql, params)
+        return [
+            {"path": path, "pageviews": pageviews, "visitors": visitors}
+            for path, pageviews, visitors in cursor
+        ]
 
 
 def events_filtered(

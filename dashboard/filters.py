@@ -7,9 +7,9 @@ campaigns), so a value that does not fit the dimension is a message for a 400, n
 exception; a well-formed value that nothing has (an unknown goal name) simply matches nothing.
 
 A visit passes when its VisitSummary row matches (entry, exit, source, browser, OS, device,
-country), and for ``page`` when its visitor has a raw page view of that path between the visit's
-first and last page view, for ``goal`` / ``event`` when a goal hit / event of that name belongs to
-it (the visit of its visitor that started last at or before it).
+country), for ``page`` when its list of pages has that path (so it outlives the raw rows), and
+for ``goal`` / ``event`` when a goal hit / event of that name belongs to it (the visit of its
+visitor that started last at or before it).
 """
 
 from __future__ import annotations
@@ -33,7 +33,7 @@ from tracker.models import (
     Device,
     Event,
     GoalHit,
-    Visit,
+    PagePath,
     VisitSummary,
 )
 
@@ -201,14 +201,7 @@ def _condition(item: Filter) -> Q | Exists:
         return Q(**{f"{spec.field}__{lookup}": item.value})
     if item.dimension == "page":
         lookup = "path__icontains" if item.operator == CONTAINS else "path"
-        return Exists(
-            Visit.objects.filter(
-                tracking_id=OuterRef("tracking_id"),
-                visited_at__gte=OuterRef("started_at"),
-                visited_at__lte=OuterRef("ended_at"),
-                **{lookup: item.value},
-            )
-        )
+        return Q(pages__lists_any_of=PagePath.objects.filter(**{lookup: item.value}).values("id"))
     if item.dimension == "goal":
         return Exists(
             GoalHit.objects.filter(

@@ -1,11 +1,8 @@
 # ruff: noqa: S608 - only table and column names are interpolated; values are parameters.
 """Journeys: page-to-page flows within the visits of a range, forward from a page or backward
-to it, read from the raw page views (the only rows that keep their order).
-
-A page view belongs to the visit of its visitor that started last at or before it (by time,
-then insertion order, as aggregation splits visits): the window over each visit's page views
-numbers them, and a visit keeps its first ``pageviews`` of them (a page view of the next visit
-at the very same instant comes after). Visits count in the range in which they started.
+to it, read from each visit's list of pages (VisitSummary.pages, kept by aggregation in the
+order viewed, so journeys outlive the pruned raw rows). Visits count in the range in which they
+started.
 
 Forward from page P: each visit that viewed P, from its first view of P, for ``steps`` more
 pages; a visit that ends sooner flows into an exit node at the step after its last page.
@@ -25,8 +22,7 @@ from django.db import connection
 from django.db.models import Count, QuerySet
 
 from dashboard import queries
-from tracker.models import AggregationState, Visit, VisitSummary
-from tracker.rollups import STATE_NAME
+from tracker.models import PagePath, VisitSummary
 
 STEPS_MIN, STEPS_MAX, STEPS_DEFAULT = 2, 5, 3
 KEEP_DEFAULT = 8
@@ -119,26 +115,20 @@ def top_entry_page(
     return top["entry_path"] if top else ""
 
 
-def _watermark() -> int:
-    """The last aggregated raw page view: later ones have no visit yet."""
-    return (
-        AggregationState.objects.filter(name=STATE_NAME)
-        .values_list("last_visit_id", flat=True)
-        .first()
-    ) or 0
-
-
 def flows_sql(
     *,
     start: dt.datetime,
     end: dt.datetime,
-    path: str,
+    page: int,
     direction: Direction,
     steps: int,
     visits: QuerySet[VisitSummary] | None,
-    watermark: int,
 ) -> tuple[str, list]:
-    """The query of _link_counts, on its own so that it can be EXPLAINed."""
+    """The query of _link_counts, on its own so that it can be EXPLAINed.
+
+    It reads each visit's list of page ids: on PostgreSQL an array (the GIN index finds the
+    visits that listed the page), elsewhere a JSON array.
+    """
     adapt = connection.ops.adapt_datetimefield_value
     params: list = [adapt(start), adapt(end)]
     chosen_filter = ""
@@ -146,54 +136,55 @@ def flows_sql(
         subquery, subquery_params = visits.values("id").query.sql_with_params()
         chosen_filter = f"AND s.id IN ({subquery})"
         params.extend(subquery_params)
-    summary, raw = VisitSummary._meta.db_table, Visit._meta.db_table
-    if direction is Direction.FORWARD:
-        # The page after: none once the visit's own page views end.
-        neighbour = "CASE WHEN position < pageviews THEN neighbour_path END"
-        offsets = "offset_ BETWEEN 0 AND %s"
-        bound = steps - 1
-        window_function = "lead"
+    if connection.vendor == "postgresql":
+        # 1-based; NULL out of range. The containment test is what the GIN index answers.
+        at, length, element, first = (
+            "array_position(s.pages, %s::integer)",
+            "cardinality(s.pages)",
+            "c.pages[{}]",
+            1,
+        )
+        chosen_filter += " AND s.pages @> ARRAY[%s]::integer[]"
+        params.append(page)
     else:
-        neighbour = "neighbour_path"  # NULL at the visit's first page view
-        offsets = "offset_ BETWEEN %s AND 0"
-        bound = 1 - steps
-        window_function = "lag"
+        # 0-based: the key of the first element equal to the page.
+        at, length, element, first = (
+            "(SELECT min(key) FROM json_each(s.pages) WHERE value = %s)",
+            "json_array_length(s.pages)",
+            "json_extract(c.pages, '$[' || ({}) || ']')",
+            0,
+        )
+    if direction is Direction.FORWARD:
+        offsets = range(steps)
+        neighbour_index = "c.at + o.column1 + 1"
+        inside = f"c.at + o.column1 < c.length + {first}"
+    else:
+        offsets = range(1 - steps, 1)
+        neighbour_index = "c.at + o.column1 - 1"
+        inside = f"c.at + o.column1 >= {first}"
+    values = ", ".join(f"({offset})" for offset in offsets)
+    here = element.format("c.at + o.column1")
+    neighbour = (
+        f"CASE WHEN {neighbour_index} >= {first} THEN {element.format(neighbour_index)} END"
+    )
+    summary, paths = VisitSummary._meta.db_table, PagePath._meta.db_table
     sql = f"""
         WITH chosen AS (
-            SELECT s.id, s.tracking_id, s.started_at, s.ended_at, s.first_pageview_id,
-                s.pageviews
+            SELECT s.pages, {at} AS at, {length} AS length
             FROM {summary} s
             WHERE s.started_at >= %s AND s.started_at < %s {chosen_filter}
-                AND EXISTS (
-                    SELECT 1 FROM {raw} p
-                    WHERE p.tracking_id = s.tracking_id AND p.path = %s
-                        AND p.visited_at >= s.started_at AND p.visited_at <= s.ended_at
-                )
         ),
-        views AS (
-            SELECT c.id AS visit_id, c.pageviews, v.path,
-                row_number() OVER visit AS position,
-                {window_function}(v.path) OVER visit AS neighbour_path
-            FROM chosen c
-            JOIN {raw} v ON v.tracking_id = c.tracking_id
-                AND v.visited_at >= c.started_at AND v.visited_at <= c.ended_at
-                AND (v.visited_at > c.started_at OR v.id >= c.first_pageview_id)
-                AND v.id <= %s
-            WINDOW visit AS (PARTITION BY c.id ORDER BY v.visited_at, v.id)
-        ),
-        placed AS (
-            SELECT path, {neighbour} AS neighbour,
-                position - min(CASE WHEN path = %s THEN position END)
-                    OVER (PARTITION BY visit_id) AS offset_
-            FROM views
-            WHERE position <= pageviews
+        links AS (
+            SELECT o.column1 AS offset_, {here} AS page, {neighbour} AS neighbour,
+                count(*) AS visits
+            FROM chosen c JOIN (VALUES {values}) o ON {inside}
+            WHERE c.at IS NOT NULL
+            GROUP BY 1, 2, 3
         )
-        SELECT offset_, path, neighbour, count(*) FROM placed
-        WHERE {offsets}
-        GROUP BY offset_, path, neighbour
+        SELECT l.offset_, p.path, n.path, l.visits
+        FROM links l JOIN {paths} p ON p.id = l.page LEFT JOIN {paths} n ON n.id = l.neighbour
     """
-    params.extend([path, watermark, path, bound])
-    return sql, params
+    return sql, [page, *params]
 
 
 def _link_counts(
@@ -207,17 +198,11 @@ def _link_counts(
 ) -> list[tuple[int, str, str | None, int]]:
     """(offset from the chosen page, path there, the page after (forward) or before (backward)
     it in the visit or None at the visit's end or start, visits), counted in the database."""
-    watermark = _watermark()
-    if not watermark:
+    page = PagePath.objects.filter(path=path).values_list("id", flat=True).first()
+    if page is None:
         return []
     sql, params = flows_sql(
-        start=start,
-        end=end,
-        path=path,
-        direction=direction,
-        steps=steps,
-        visits=visits,
-        watermark=watermark,
+        start=start, end=end, page=page, direction=direction, steps=steps, visits=visits
     )
     with connection.cursor() as cursor:
         cursor.execute(sql, params)

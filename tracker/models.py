@@ -5,6 +5,8 @@ No model holds a session key, an IP address, a raw user agent or a query string.
 
 from __future__ import annotations
 
+import json
+
 from django.db import models
 
 PATH_MAX_LENGTH = 500
@@ -96,6 +98,53 @@ class TrackedSession(models.Model):
         return self.pageviews == 1
 
 
+class PagePath(models.Model):
+    """A number for each path, so that a visit's pages are stored as a short list of integers."""
+
+    id = models.AutoField(primary_key=True)  # integer[] elements on PostgreSQL
+    path = models.CharField(max_length=PATH_MAX_LENGTH, unique=True)
+
+    def __str__(self) -> str:
+        return self.path
+
+
+class PageSequenceField(models.Field):
+    """A visit's page ids in the order viewed: ``integer[]`` on PostgreSQL (GIN-indexed, sliced
+    in SQL), a JSON array in text elsewhere (read with SQLite's json functions)."""
+
+    def db_type(self, connection) -> str:
+        return "integer[]" if connection.vendor == "postgresql" else "text"
+
+    def from_db_value(self, value, expression, connection):
+        return json.loads(value) if isinstance(value, str) else value
+
+    def get_db_prep_value(self, value, connection, prepared=False):
+        if value is None or connection.vendor == "postgresql":
+            return value
+        return json.dumps(value)
+
+
+@PageSequenceField.register_lookup
+class ListsAnyOf(models.Lookup):
+    """``pages__lists_any_of=<a query of PagePath ids>``: the visit viewed one of those pages
+    (PostgreSQL's overlap operator, which the GIN index answers)."""
+
+    lookup_name = "lists_any_of"
+
+    def get_db_prep_lookup(self, value, connection):
+        return ("%s", [value])  # only ever a subquery, compiled by process_rhs
+
+    def as_sql(self, compiler, connection):
+        lhs, lhs_params = self.process_lhs(compiler, connection)
+        rhs, rhs_params = self.process_rhs(compiler, connection)
+        if connection.vendor == "postgresql":
+            return f"{lhs} && ARRAY{rhs}::integer[]", [*lhs_params, *rhs_params]
+        return (
+            f"EXISTS (SELECT 1 FROM json_each({lhs}) WHERE value IN {rhs})",  # noqa: S608 - compiled SQL
+            [*lhs_params, *rhs_params],
+        )
+
+
 class VisitSummary(models.Model):
     """One visit: a visitor's run of page views with no gap over TRACKER_VISIT_TIMEOUT that no
     page view from another source interrupts. Derived by aggregation; what filters query.
@@ -121,6 +170,9 @@ class VisitSummary(models.Model):
     os = models.CharField(max_length=FAMILY_MAX_LENGTH, blank=True, default="")
     device = models.CharField(max_length=10, choices=Device.choices, default=Device.OTHER)
     country = models.CharField(max_length=COUNTRY_MAX_LENGTH, blank=True, default="")
+    # The PagePath ids of its page views in order, what journeys read (the raw rows may be
+    # pruned). NULL until counted: visits stored before this column get it from the catch-up.
+    pages = PageSequenceField(null=True)
 
     class Meta:
         constraints = [
@@ -133,6 +185,10 @@ class VisitSummary(models.Model):
             # Visitors of the visits that entered on a page, read from this index alone.
             models.Index(
                 fields=["entry_path", "started_at", "tracking_id"], name="visit_summary_entry"
+            ),
+            # What the pages catch-up has left to do: empty once it has run.
+            models.Index(
+                fields=["id"], name="visit_summary_no_pages", condition=models.Q(pages__isnull=True)
             ),
         ]
 

@@ -66,6 +66,7 @@ from tracker.models import (
     CountryVisitorHourly,
     PageDaily,
     PageHourly,
+    PagePath,
     PageVisitorDaily,
     PageVisitorHourly,
     TrackedSession,
@@ -88,6 +89,7 @@ VISIT = Visit._meta.db_table
 SESSION = TrackedSession._meta.db_table
 PAGE_HOURLY = PageHourly._meta.db_table
 VISITS = VisitSummary._meta.db_table
+PATHS = PagePath._meta.db_table
 VISIT_HOURLY = VisitHourly._meta.db_table
 PAGE_DAILY = PageDaily._meta.db_table
 VISIT_DAILY = VisitDaily._meta.db_table
@@ -222,6 +224,20 @@ class _Dialect:
             f"(CAST(strftime('%%s', substr({value}, 1, 19)) AS INTEGER) * 1000000"
             f" + CAST(substr({value} || '.000000', 21, 6) AS INTEGER))"
         )
+
+    def page_sequence(self) -> tuple[str, str]:
+        """(a column on each page view, its aggregate per visit): the visit's page ids in order.
+
+        SQLite before 3.44 has no ORDER BY inside an aggregate, but its window aggregates
+        follow the window's order, so every row of a visit carries the whole list.
+        """
+        if self.postgres:
+            return "page", "array_agg(pages ORDER BY visited_at, id)"
+        window = (
+            "PARTITION BY tracking_id, number ORDER BY visited_at, id"
+            " ROWS BETWEEN UNBOUNDED PRECEDING AND UNBOUNDED FOLLOWING"
+        )
+        return f"json_group_array(page) OVER ({window})", "max(pages)"
 
     def longer_than(self, later: str, earlier: str) -> str:
         """SQL true when ``later`` is more than %s whole seconds after ``earlier``, exactly."""
@@ -498,6 +514,28 @@ def _old_visits_sql() -> list[str]:
     ]
 
 
+# The page views that the batch's visitors' visits are split again from (aliased v), as the
+# join from RESTART and the condition on it; param: hi.
+RESTART_PAGE_VIEWS = f"{RESTART} r JOIN {VISIT} v ON v.tracking_id = r.tracking_id"
+RESTARTED = """v.id <= %s AND (r.start_id IS NULL OR v.visited_at > r.start_at
+    OR (v.visited_at = r.start_at AND v.id >= r.start_id))"""
+
+
+def _paths_number_sql() -> str:
+    """Give every path the batch's visits will list a PagePath id; param: hi.
+
+    The paths of the visits split again, not only of the new page views: page views aggregated
+    before PagePath existed may be among them. Looking first keeps PostgreSQL from spending a
+    sequence number on each path that is already there.
+    """
+    return f"""
+        INSERT INTO {PATHS} (path)
+        SELECT DISTINCT v.path FROM {RESTART_PAGE_VIEWS}
+        WHERE {RESTARTED} AND NOT EXISTS (SELECT 1 FROM {PATHS} p WHERE p.path = v.path)
+        ON CONFLICT (path) DO NOTHING
+    """
+
+
 def _sessionize_sql(d: _Dialect) -> str:
     """Split the batch's visitors' page views from their restart point into visits and store
     them; params: hi, timeout.
@@ -507,8 +545,9 @@ def _sessionize_sql(d: _Dialect) -> str:
     visit's. Within a run of page views without such a gap, a visit's source is the last one
     announced before, so comparing each announcing page view with the previous announcement
     (the head of the rows counted after it) decides it with window functions alone, no
-    recursion. The windows carry only ids, times and the encoded source; the visits' paths and
-    fields are read back by id for their first and last page views.
+    recursion. The windows carry only ids, times, the encoded source and the page's PagePath id
+    (each visit's list of pages); the entry and exit paths and the fields are read back by id
+    for the visits' first and last page views.
     """
     order = "ORDER BY visited_at, id"
     running = f"PARTITION BY tracking_id {order} ROWS BETWEEN UNBOUNDED PRECEDING AND CURRENT ROW"
@@ -516,13 +555,13 @@ def _sessionize_sql(d: _Dialect) -> str:
     source = " || ".join(f"length(v.{f}) || ':' || v.{f}" for f in SOURCE_FIELDS)
     announces = " OR ".join(f"v.{f} <> ''" for f in SOURCE_FIELDS)
     gap = d.longer_than("visited_at", "lag(visited_at) OVER visitor")
+    sequence_column, sequence_aggregate = d.page_sequence()
     return f"""
         WITH page_views AS (
-            SELECT v.id, v.tracking_id, v.visited_at, r.number AS base,
+            SELECT v.id, v.tracking_id, v.visited_at, r.number AS base, p.id AS page,
                 CASE WHEN {announces} THEN {source} END AS source
-            FROM {RESTART} r JOIN {VISIT} v ON v.tracking_id = r.tracking_id
-            WHERE v.id <= %s AND (r.start_id IS NULL OR v.visited_at > r.start_at
-                OR (v.visited_at = r.start_at AND v.id >= r.start_id))
+            FROM {RESTART_PAGE_VIEWS} JOIN {PATHS} p ON p.path = v.path
+            WHERE {RESTARTED}
         ), gaps AS (
             SELECT page_views.*,
                 CASE WHEN lag(visited_at) OVER visitor IS NULL OR {gap} THEN 1 ELSE 0 END AS gap
@@ -538,7 +577,7 @@ def _sessionize_sql(d: _Dialect) -> str:
             FROM counted
             WINDOW announcement AS (PARTITION BY tracking_id, announced {order})
         ), starts AS (
-            SELECT id, tracking_id, visited_at, base, CASE WHEN gap = 1 THEN 1
+            SELECT id, tracking_id, visited_at, base, page, CASE WHEN gap = 1 THEN 1
                 WHEN source IS NULL THEN 0
                 WHEN lag(announced) OVER visitor = 0 OR lag(head_run) OVER visitor <> run
                     OR lag(head_source) OVER visitor <> source THEN 1
@@ -546,23 +585,25 @@ def _sessionize_sql(d: _Dialect) -> str:
             FROM headed
             WINDOW visitor AS (PARTITION BY tracking_id {order})
         ), numbered AS (
-            SELECT id, tracking_id, visited_at, starts,
+            SELECT id, tracking_id, visited_at, starts, page,
                 base - 1 + sum(starts) OVER running AS number,
                 coalesce(lead(starts) OVER visitor, 1) AS last
             FROM starts
             WINDOW visitor AS (PARTITION BY tracking_id {order}), running AS ({running})
+        ), sequenced AS (
+            SELECT numbered.*, {sequence_column} AS pages FROM numbered
         ), visits AS (
-            SELECT tracking_id, number, count(*) AS pageviews,
+            SELECT tracking_id, number, count(*) AS pageviews, {sequence_aggregate} AS pages,
                 min(visited_at) AS started_at, max(visited_at) AS ended_at,
                 max(CASE WHEN starts = 1 THEN id END) AS first_id,
                 max(CASE WHEN last = 1 THEN id END) AS last_id
-            FROM numbered
+            FROM sequenced
             GROUP BY tracking_id, number
         )
         INSERT INTO {VISITS} (tracking_id, number, first_pageview_id, started_at, ended_at,
-            pageviews, duration_seconds, entry_path, exit_path, {", ".join(FIRST_TOUCH)})
+            pageviews, duration_seconds, entry_path, exit_path, pages, {", ".join(FIRST_TOUCH)})
         SELECT b.tracking_id, b.number, b.first_id, b.started_at, b.ended_at, b.pageviews,
-            {d.whole_seconds("b.ended_at", "b.started_at")}, f.path, l.path,
+            {d.whole_seconds("b.ended_at", "b.started_at")}, f.path, l.path, b.pages,
             {", ".join(f"f.{f}" for f in FIRST_TOUCH)}
         FROM visits b JOIN {VISIT} f ON f.id = b.first_id JOIN {VISIT} l ON l.id = b.last_id
         ORDER BY b.started_at
@@ -945,6 +986,7 @@ def _visits_resessionize(cursor, d: _Dialect, *, hi: int) -> None:
     _execute(cursor, _lag_changes_sql(d, visits=f"{OLD} v", sign=-1))
     _execute(cursor, _country_changes_sql(d, sign=-1))
     _execute(cursor, delete)
+    _execute(cursor, _paths_number_sql(), [hi])
     _execute(cursor, _sessionize_sql(d), [hi, timeout])
     _execute(cursor, _lag_changes_sql(d, visits=NEW_VISITS, sign=1))
     _execute(cursor, _country_changes_sql(d, sign=1))

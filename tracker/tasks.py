@@ -9,7 +9,7 @@ import redis
 from celery import shared_task
 from django.db import InterfaceError, OperationalError
 
-from tracker import event_rollups, funnel_runs, goal_rollups, goals, retention, rollups
+from tracker import event_rollups, funnel_runs, goal_rollups, goals, retention, rollups, visit_pages
 from tracker.buffer import drain_buffered_visits
 
 # Connection errors to the database or the broker: worth retrying later with backoff.
@@ -41,6 +41,7 @@ def aggregate_visits() -> int:
     event_rollups.events_aggregate()
     goal_rollups.goal_rollups_catch_up()
     funnel_runs.funnel_runs_catch_up()
+    visit_pages.visit_pages_catch_up()
     return visits
 
 

@@ -130,9 +130,6 @@ class Reference:
             self.visits_of[visit.tracking_id].append(visit)
         for own in self.visits_of.values():
             own.sort(key=lambda visit: (visit.started_at, visit.number))
-        self.views_of = defaultdict(list)
-        for view in traffic.views:
-            self.views_of[view.tracking_id].append(view)
         self.events_in = defaultdict(list)
         for event in traffic.events:
             owner = _owner(self.visits_of, event.tracking_id, event.occurred_at)
@@ -146,14 +143,6 @@ class Reference:
         self.filters = filters
         self.chosen = [visit for visit in traffic.visits if self.passes(visit)]
 
-    def window_views(self, visit) -> list[Visit]:
-        """The visitor's raw page views between the visit's first and last page view."""
-        return [
-            view
-            for view in self.views_of[visit.tracking_id]
-            if visit.started_at <= view.visited_at <= visit.ended_at
-        ]
-
     def _matches(self, item, values: list[str]) -> bool:
         if item.operator == "contains":
             return any(item.value.lower() in value.lower() for value in values)
@@ -164,7 +153,7 @@ class Reference:
             if item.dimension in FIELD_OF:
                 values = [visit.value(FIELD_OF[item.dimension])]
             elif item.dimension == "page":
-                values = [view.path for view in self.window_views(visit)]
+                values = [view.path for view in visit.views]  # the visit's own page views
             elif item.dimension == "goal":
                 values = list(self.goals_in[id(visit)])
             else:
@@ -180,14 +169,11 @@ class Reference:
         return reference.headline(self.chosen, self.traffic.views, start=start, end=end)
 
     def top_pages(self, start, end) -> list[dict]:
-        seen = {}
-        for visit in self.in_range(start, end):
-            for view in self.window_views(visit):
-                seen[view.id] = view
         pageviews, people = Counter(), defaultdict(set)
-        for view in seen.values():
-            pageviews[view.path] += 1
-            people[view.path].add(view.tracking_id)
+        for visit in self.in_range(start, end):
+            for view in visit.views:
+                pageviews[view.path] += 1
+                people[view.path].add(view.tracking_id)
         rows = [
             {"path": path, "pageviews": count, "visitors": len(people[path])}
             for path, count in pageviews.items()

@@ -13,8 +13,9 @@ from dashboard import journeys
 from dashboard.journeys import Direction, NodeKind
 from tests.dashboard import reference
 from tests.dashboard.conftest import HTMX, body
-from tracker.models import Visit, VisitSummary
+from tracker.models import PagePath, Visit, VisitSummary
 from tracker.rollups import visits_aggregate
+from tracker.visit_pages import visit_pages_catch_up
 
 pytestmark = pytest.mark.django_db
 
@@ -187,8 +188,43 @@ class JourneyReferenceTests:
 
     def test_query_count(self, traffic, django_assert_max_num_queries):
         start, end = RANGES[0]
-        with django_assert_max_num_queries(3):  # top entry page, watermark, the flows
+        with django_assert_max_num_queries(3):  # top entry page, its page id, the flows
             journeys.journey(start=start, end=end, steps=5)
+
+    def test_journeys_outlive_the_raw_rows(self, traffic):
+        """Journeys read the visits' page lists: pruning every raw row changes nothing."""
+        Visit.objects.all().delete()
+        start, end = RANGES[0]
+        for direction in Direction:
+            self.check(traffic, start, end, direction, 3, 3, "/pricing/")
+
+    def test_catch_up_lists_the_pages_of_visits_stored_before_page_lists(self, traffic):
+        """After the upgrade, stored visits have no page list until the catch-up gives them
+        theirs from the raw rows; a visit whose raw rows are pruned gets an empty one."""
+        start, end = RANGES[0]
+        VisitSummary.objects.update(pages=None)
+        assert journeys.journey(start=start, end=end, path="/pricing/").visits == 0
+        pruned = VisitSummary.objects.order_by("started_at").first()
+        Visit.objects.filter(tracking_id=pruned.tracking_id).delete()
+        kept = [visit for visit in traffic if visit.tracking_id != pruned.tracking_id]
+
+        assert visit_pages_catch_up(chunk=7) == VisitSummary.objects.count()
+        assert visit_pages_catch_up() == 0
+        lists = dict(
+            ((tracking_id, number), pages)
+            for tracking_id, number, pages in VisitSummary.objects.values_list(
+                "tracking_id", "number", "pages"
+            )
+        )
+        paths = dict(PagePath.objects.values_list("id", "path"))
+        for visit in traffic:
+            listed = [paths[page] for page in lists[(visit.tracking_id, visit.number)]]
+            if visit.tracking_id == pruned.tracking_id:
+                assert listed == []
+            else:
+                assert listed == [view.path for view in visit.views]
+        for direction in Direction:
+            self.check(kept, start, end, direction, 5, 2, "/pricing/")
 
 
 def at(minute: int, second: int = 0) -> dt.datetime:

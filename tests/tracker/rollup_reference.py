@@ -22,6 +22,7 @@ from tracker.models import (
     CountryVisitorHourly,
     PageDaily,
     PageHourly,
+    PagePath,
     PageVisitorDaily,
     PageVisitorHourly,
     TrackedSession,
@@ -260,6 +261,11 @@ def expected_rollups() -> dict[str, set[tuple]]:
             cell[index] += measure
 
     return {
+        # Each visit's pages in the order viewed, what journeys read.
+        "visit_pages": {
+            (visit.tracking_id, visit.number, tuple(view.path for view in visit.views))
+            for visit in visits
+        },
         "sessions": set(sessions),
         "visits": {visit_row(visit) for visit in visits},
         "pages": {(hour, path, n, len(ids)) for (hour, path), (n, ids) in pages.items()},
@@ -277,7 +283,14 @@ def expected_rollups() -> dict[str, set[tuple]]:
 
 def stored_rollups() -> dict[str, set[tuple]]:
     lag_fields = ["lag", "previous_hour", "visits"]
+    paths = dict(PagePath.objects.values_list("id", "path"))
     return {
+        "visit_pages": {
+            (tracking_id, number, tuple(paths[page] for page in pages))
+            for tracking_id, number, pages in VisitSummary.objects.values_list(
+                "tracking_id", "number", "pages"
+            )
+        },
         "sessions": set(TrackedSession.objects.values_list(*SESSION_FIELDS)),
         "visits": set(VisitSummary.objects.values_list(*VISIT_FIELDS)),
         "pages": set(PageHourly.objects.values_list("hour", "path", "pageviews", "sessions")),

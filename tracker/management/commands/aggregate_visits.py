@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from django.core.management.base import BaseCommand
 
-from tracker import event_rollups, funnel_runs, goal_rollups, goals, rollups
+from tracker import event_rollups, funnel_runs, goal_rollups, goals, rollups, visit_pages
 
 
 class Command(BaseCommand):
@@ -31,5 +31,6 @@ class Command(BaseCommand):
             events = event_rollups.events_aggregate()
             goal_rollups.goal_rollups_catch_up()
             funnel_runs.funnel_runs_catch_up()
+            visit_pages.visit_pages_catch_up()
             self.stdout.write(f"Aggregated {count} new visits.")
             self.stdout.write(f"Aggregated {events} new events.")

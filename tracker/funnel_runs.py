@@ -209,32 +209,23 @@ def _entries_count(cursor, d: rollups._Dialect, *, sign: int) -> None:
 
 def _entries_apply(cursor, d: rollups._Dialect) -> None:
     """Net the changes per hour and day and apply them to the four entry rollups."""
-    for delta, column, changes, when, keys in (
-        (FR_DELTA, "hour", FR_CHANGES, "hour", "funnel_id"),
-        (FR_DAY_DELTA, "day", FR_DELTA, d.day("hour"), "funnel_id"),
-        (FR_REPEAT_DELTA, "hour", FR_REPEAT_CHANGES, "hour", "funnel_id, previous_hour"),
-        (FR_REPEAT_DAY_DELTA, "day", FR_REPEAT_DELTA, d.day("hour"), "funnel_id, previous_hour"),
-    ):
-        rollups._execute(
+    for changes, delta, day_delta, hourly, daily, keys in (
+        (FR_CHANGES, FR_DELTA, FR_DAY_DELTA, FunnelHourly, FunnelDaily, ["funnel_id"]),
+        (FR_REPEAT_CHANGES, FR_REPEAT_DELTA, FR_REPEAT_DAY_DELTA, FunnelRepeatHourly,
+         FunnelRepeatDaily, ["funnel_id", "previous_hour"]),
+    ):  # fmt: skip
+        rollups.rollup_changes_apply(
             cursor,
-            f"""INSERT INTO {delta} ({column}, {keys}, visitors)
-                SELECT {when}, {keys}, sum(visitors) FROM {changes}
-                GROUP BY {when}, {keys} HAVING sum(visitors) <> 0""",
-        )
-    for model, delta, when, keys in (
-        (FunnelHourly, FR_DELTA, "hour", ["funnel_id"]),
-        (FunnelDaily, FR_DAY_DELTA, "day", ["funnel_id"]),
-        (FunnelRepeatHourly, FR_REPEAT_DELTA, "hour", ["funnel_id", "previous_hour"]),
-        (FunnelRepeatDaily, FR_REPEAT_DAY_DELTA, "day", ["funnel_id", "previous_hour"]),
-    ):
-        for statement in rollups._apply_delta_sql(
-            table=model._meta.db_table,
+            d,
+            changes=changes,
             delta=delta,
-            keys=[when, *keys],
+            day_delta=day_delta,
+            hourly=hourly._meta.db_table,
+            daily=daily._meta.db_table,
+            keys=keys,
             measures=["visitors"],
             count="visitors",
-        ):
-            rollups._execute(cursor, statement)
+        )
 
 
 def _runs_replace(cursor, d: rollups._Dialect, *, funnels: dict) -> None:

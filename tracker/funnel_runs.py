@@ -259,14 +259,21 @@ def funnel_runs_refresh(cursor, d: rollups._Dialect) -> None:
         _runs_replace(cursor, d, funnels={key: funnels[key] for key in changed if key in funnels})
 
 
-def funnel_runs_rebuild(*, funnel_ids: list[int] | None = None, goal_id: int | None = None) -> int:
+def funnel_runs_rebuild(
+    *, funnel_ids: list[int] | None = None, goal_id: int | None = None, hits_counted: bool = False
+) -> int:
     """Rebuild every run of the given funnels (those using ``goal_id``; every funnel without
     either) and their entry rollups from the goal hits, in the caller's transaction or one of
     its own; return how many funnels. Holds the aggregation watermarks so that no batch changes
-    hits meanwhile."""
+    hits meanwhile.
+
+    The runs read the hits' visit numbers, so the hits not counted yet are counted first,
+    unless ``hits_counted``: the caller did so under the same lock (a goal rebuild).
+    """
     with transaction.atomic(), connection.cursor() as cursor:
         goal_rollups.watermarks_lock()
-        goal_rollups.uncounted_hits_add()  # every hit numbered before the runs read them
+        if not hits_counted:
+            goal_rollups.uncounted_hits_add()
         funnels = {
             funnel_id: funnel
             for funnel_id, funnel in _funnel_goals().items()

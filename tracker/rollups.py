@@ -711,9 +711,9 @@ def rollup_changes_apply(
     """Net ``changes`` (rows per hour and ``keys``, old ones negated) into ``delta``, sum that
     per UTC day into ``day_delta``, and apply both to the ``hourly`` and ``daily`` rollups.
 
-    ``changes`` is None when ``delta`` is filled netted already. Keys whose change nets to
-    nothing are left out, so their rows are neither written nor probed. ``keys`` exclude the
-    hour and the day; ``count`` is as for ``_apply_delta_sql``.
+    ``changes`` is None when the caller has filled ``delta`` itself, netted. Keys whose change
+    nets to nothing are left out, so their rows are neither written nor probed. ``keys`` leave
+    out the hour and the day; ``count`` is as for ``_apply_delta_sql``.
     """
     key_list = ", ".join(keys)
     columns = f"{key_list}, {', '.join(measures)}"

@@ -51,19 +51,42 @@ PART_DIMENSIONS = {
 PANEL_CACHE_SECONDS = 15 * 60
 
 
-def _headline(*, period: Period, path: str, page: int, now: dt.datetime, breakdowns: dict) -> dict:
-    return {"headline": queries.headline_totals(start=period.start, end=period.end, path=path)}
+def _repeats(*, period: Period, memo: dict) -> dict[int, int]:
+    """The range's repeat visits, read once for the headline and the visits parts of a request
+    (``memo`` lives for one panel_context call, so it never serves an older run's figures)."""
+    if "repeats" not in memo:
+        memo["repeats"] = queries.repeat_visits(start=period.start, end=period.end)
+    return memo["repeats"]
 
 
-def _live(*, period: Period, path: str, page: int, now: dt.datetime, breakdowns: dict) -> dict:
+def _headline(
+    *, period: Period, path: str, page: int, now: dt.datetime, breakdowns: dict, memo: dict
+) -> dict:
+    # Under a path the headline counts visitors from the per-visit table, not from repeats.
+    repeats = None if path else _repeats(period=period, memo=memo)
+    return {
+        "headline": queries.headline_totals(
+            start=period.start, end=period.end, path=path, repeats=repeats
+        )
+    }
+
+
+def _live(
+    *, period: Period, path: str, page: int, now: dt.datetime, breakdowns: dict, memo: dict
+) -> dict:
     return {"live_sessions": queries.live_visitors(now=now)}
 
 
-def _visits(*, period: Period, path: str, page: int, now: dt.datetime, breakdowns: dict) -> dict:
+def _visits(
+    *, period: Period, path: str, page: int, now: dt.datetime, breakdowns: dict, memo: dict
+) -> dict:
     histogram = queries.pages_per_visit_histogram(start=period.start, end=period.end)
     # Every visit of the range falls in one pages bucket: their sum is the range's visits.
     visitors_histogram = queries.visits_per_visitor_histogram(
-        start=period.start, end=period.end, visits=sum(row["visits"] for row in histogram)
+        start=period.start,
+        end=period.end,
+        visits=sum(row["visits"] for row in histogram),
+        repeats=_repeats(period=period, memo=memo),
     )
     busiest = queries.busiest_visits(
         start=period.start, end=period.end, limit=BUSIEST_LIMIT, path=path, histogram=histogram
@@ -83,7 +106,9 @@ def visits_context(histogram: list[dict], visitors_histogram: list[dict], busies
     }
 
 
-def _over_time(*, period: Period, path: str, page: int, now: dt.datetime, breakdowns: dict) -> dict:
+def _over_time(
+    *, period: Period, path: str, page: int, now: dt.datetime, breakdowns: dict, memo: dict
+) -> dict:
     points = queries.timeseries(start=period.start, end=period.end, path=path)
     previous = queries.timeseries(start=period.previous.start, end=period.previous.end, path=path)
     return over_time_context(points, previous, hourly=period.hourly)
@@ -107,24 +132,30 @@ def over_time_context(points: list[dict], previous: list[dict], *, hourly: bool)
 
 
 def _breakdown(dimensions: list[str]) -> Callable[..., dict]:
-    def build(*, period: Period, path: str, page: int, now: dt.datetime, breakdowns: dict) -> dict:
+    def build(
+        *, period: Period, path: str, page: int, now: dt.datetime, breakdowns: dict, memo: dict
+    ) -> dict:
         return {f"breakdown_{dimension}": breakdowns[dimension] for dimension in dimensions}
 
     return build
 
 
-def _pages(*, period: Period, path: str, page: int, now: dt.datetime, breakdowns: dict) -> dict:
+def _pages(
+    *, period: Period, path: str, page: int, now: dt.datetime, breakdowns: dict, memo: dict
+) -> dict:
     return {
         "top_pages": queries.top_pages(
             start=period.start, end=period.end, limit=BREAKDOWN_LIMIT, path=path
         ),
         **_breakdown(PART_DIMENSIONS["pages"])(
-            period=period, path=path, page=page, now=now, breakdowns=breakdowns
+            period=period, path=path, page=page, now=now, breakdowns=breakdowns, memo=memo
         ),
     }
 
 
-def _countries(*, period: Period, path: str, page: int, now: dt.datetime, breakdowns: dict) -> dict:
+def _countries(
+    *, period: Period, path: str, page: int, now: dt.datetime, breakdowns: dict, memo: dict
+) -> dict:
     return {
         "countries": queries.top_countries(
             start=period.start,
@@ -135,7 +166,9 @@ def _countries(*, period: Period, path: str, page: int, now: dt.datetime, breakd
     }
 
 
-def _sessions(*, period: Period, path: str, page: int, now: dt.datetime, breakdowns: dict) -> dict:
+def _sessions(
+    *, period: Period, path: str, page: int, now: dt.datetime, breakdowns: dict, memo: dict
+) -> dict:
     total = queries.new_visitor_count(start=period.start, end=period.end, path=path)
     return visitors_table(
         total=total,
@@ -169,18 +202,24 @@ def visitors_table(*, total: int, page: int, rows: Callable[[int], list[dict]]) 
     }
 
 
-def _events(*, period: Period, path: str, page: int, now: dt.datetime, breakdowns: dict) -> dict:
+def _events(
+    *, period: Period, path: str, page: int, now: dt.datetime, breakdowns: dict, memo: dict
+) -> dict:
     # Events have no page dimension in their rollups: the panel shows the whole range's.
     return {"events": event_queries.event_totals(start=period.start, end=period.end)}
 
 
-def _funnels(*, period: Period, path: str, page: int, now: dt.datetime, breakdowns: dict) -> dict:
+def _funnels(
+    *, period: Period, path: str, page: int, now: dt.datetime, breakdowns: dict, memo: dict
+) -> dict:
     # Cached by funnel_panel itself: its figures also change when staff edit a funnel.
     panel = funnel_panel(start=period.start, end=period.end, version=rollups_version)
     return {"funnels": panel, "funnels_loaded": True}
 
 
-def _goals(*, period: Period, path: str, page: int, now: dt.datetime, breakdowns: dict) -> dict:
+def _goals(
+    *, period: Period, path: str, page: int, now: dt.datetime, breakdowns: dict, memo: dict
+) -> dict:
     return {
         "goals": goal_queries.goal_totals(start=period.start, end=period.end),
         "goals_loaded": True,
@@ -305,7 +344,7 @@ def panel_context(
     )
     context: dict = {}
     computed: dict[str, dict] = {}
-    memo: dict = {}  # what the filtered parts of this request share
+    memo: dict = {}  # what the parts of this request share
     for part in parts:
         key = keys.get(part)
         if key in hits:
@@ -318,7 +357,7 @@ def panel_context(
         )
         if values is None:
             values = PARTS[part](
-                period=period, path=path, page=page, now=now, breakdowns=breakdowns
+                period=period, path=path, page=page, now=now, breakdowns=breakdowns, memo=memo
             )
         context.update(values)
         if key:

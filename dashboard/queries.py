@@ -193,10 +193,12 @@ def earlier_hour_sums(
     return {value: int(total) for value, total in _fetch(sql, params)}
 
 
-def _repeat_visits(*, start: dt.datetime, end: dt.datetime) -> dict[int, int]:
+def repeat_visits(*, start: dt.datetime, end: dt.datetime) -> dict[int, int]:
     """Per lag k: the visits started in [start, end) whose visitor's k-th earlier visit did too.
 
-    A visitor with m visits in the range has max(0, m - k) of them (see VisitorCounts).
+    A visitor with m visits in the range has max(0, m - k) of them (see VisitorCounts). The
+    headline and the visits-per-visitor histogram both need them: a caller computing both reads
+    them once and passes them in.
     """
     return earlier_hour_sums(
         VisitorHourly, VisitorDaily, key="lag", measure="visits", start=start, end=end
@@ -214,23 +216,37 @@ def _filtered_visits(*, start: dt.datetime, end: dt.datetime, path: str | None) 
     return rows.filter(entry_path=path) if path else rows
 
 
-def visitor_count(*, start: dt.datetime, end: dt.datetime, visits: int, path: str | None) -> int:
+def visitor_count(
+    *,
+    start: dt.datetime,
+    end: dt.datetime,
+    visits: int,
+    path: str | None,
+    repeats: dict[int, int] | None = None,
+) -> int:
     """Distinct visitors with a visit started in [start, end) (entered on ``path``).
 
-    ``visits`` is that range's visit count (from the rollups). Without a filter, two sums of
-    VisitorHourly rows; with one, a distinct count over the per-visit table.
+    ``visits`` is that range's visit count (from the rollups), ``repeats`` its repeat_visits
+    when the caller has them. Without a filter, two sums of VisitorHourly rows; with one, a
+    distinct count over the per-visit table.
     """
     if path:
         rows = _filtered_visits(start=start, end=end, path=path)
         return rows.aggregate(visitors=Count("tracking_id", distinct=True))["visitors"]
-    repeats = _repeat_visits(start=start, end=end)
+    if repeats is None:
+        repeats = repeat_visits(start=start, end=end)
     return _visitors_at_least(visits=visits, repeats=repeats, least=1)
 
 
 def headline_totals(
-    *, start: dt.datetime, end: dt.datetime, path: str | None = None
+    *,
+    start: dt.datetime,
+    end: dt.datetime,
+    path: str | None = None,
+    repeats: dict[int, int] | None = None,
 ) -> dict[str, dict]:
-    """The headline figures of [start, end) and of the period of the same length before it."""
+    """The headline figures of [start, end) and of the period of the same length before it;
+    ``repeats``: [start, end)'s repeat_visits, when the caller has them."""
     visit_sums = _period_sums(
         _visit_rows(VisitHourly, path=path),
         _visit_rows(VisitDaily, path=path),
@@ -252,10 +268,15 @@ def headline_totals(
     bounds = {"current": (start, end), "previous": (start - (end - start), start)}
     for name, visits, pages in zip(bounds, visit_sums, page_sums, strict=True):
         low, high = bounds[name]
+        visitors = visitor_count(
+            start=low,
+            end=high,
+            visits=visits["visits"],
+            path=path,
+            repeats=repeats if name == "current" else None,
+        )
         periods[name] = period_figures(
-            visit_sums=visits,
-            visitors=visitor_count(start=low, end=high, visits=visits["visits"], path=path),
-            pageviews=pages["pageviews"],
+            visit_sums=visits, visitors=visitors, pageviews=pages["pageviews"]
         )
     return with_changes(periods)
 
@@ -364,12 +385,18 @@ def pages_per_visit_histogram(*, start: dt.datetime, end: dt.datetime) -> list[d
 
 
 def visits_per_visitor_histogram(
-    *, start: dt.datetime, end: dt.datetime, visits: int | None = None
+    *,
+    start: dt.datetime,
+    end: dt.datetime,
+    visits: int | None = None,
+    repeats: dict[int, int] | None = None,
 ) -> list[dict]:
-    """The range's visitors by how many visits they started in it (1, 2, 3, 4-5, 6-10, 11+)."""
+    """The range's visitors by how many visits they started in it (1, 2, 3, 4-5, 6-10, 11+);
+    ``visits`` and ``repeats`` (repeat_visits) when the caller has them."""
     if visits is None:
         visits = visit_count(start=start, end=end)
-    repeats = _repeat_visits(start=start, end=end)
+    if repeats is None:
+        repeats = repeat_visits(start=start, end=end)
     at_least = [
         _visitors_at_least(visits=visits, repeats=repeats, least=least)
         for _, least in VISITS_BUCKETS
@@ -761,7 +788,8 @@ def session_timeline(*, tracking_id: uuid.UUID) -> Timeline | None:
 
 def stats_from_rollups(*, start: dt.datetime, end: dt.datetime, path: str | None = None) -> dict:
     """The figures of stats.json (PRODUCT.md names them) except "live": JSON-ready values."""
-    headline = headline_totals(start=start, end=end, path=path)
+    repeats = repeat_visits(start=start, end=end)
+    headline = headline_totals(start=start, end=end, path=path, repeats=repeats)
     current = headline["current"]
     return {
         "start": start.isoformat(),
@@ -780,7 +808,7 @@ def stats_from_rollups(*, start: dt.datetime, end: dt.datetime, path: str | None
         "change": headline["change"],
         "top_pages": top_pages(start=start, end=end, limit=10, path=path),
         "visits_per_visitor_histogram": visits_per_visitor_histogram(
-            start=start, end=end, visits=None if path else current["visits"]
+            start=start, end=end, visits=None if path else current["visits"], repeats=repeats
         ),
         "pages_per_visit_histogram": pages_per_visit_histogram(start=start, end=end),
         "countries": top_countries(start=start, end=end, limit=COUNTRIES_LIMIT),

@@ -35,11 +35,11 @@ from tracker.models import (
 )
 from tracker.rollups import (
     RawSource,
-    _apply_delta_sql,
     _Dialect,
     _execute,
     raw_aggregate,
     raw_rebuild,
+    rollup_changes_apply,
 )
 
 logger = logging.getLogger(__name__)
@@ -113,14 +113,12 @@ def _batch_sql(d: _Dialect) -> str:
     """
 
 
-def _counts_delta_sql(d: _Dialect) -> list[str]:
-    return [
-        f"""INSERT INTO {EV_DELTA} (hour, name, occurrences, visitors)
-            SELECT hour, name, sum(occurrences), sum(fresh) FROM {EV_BATCH} GROUP BY 1, 2""",
-        f"""INSERT INTO {EV_DAY_DELTA} (day, name, occurrences, visitors)
-            SELECT {d.day("hour")}, name, sum(occurrences), sum(visitors) FROM {EV_DELTA}
-            GROUP BY 1, 2""",
-    ]
+def _counts_delta_sql() -> str:
+    """EventHourly's change: every batch adds occurrences, so no key nets to nothing."""
+    return f"""
+        INSERT INTO {EV_DELTA} (hour, name, occurrences, visitors)
+        SELECT hour, name, sum(occurrences), sum(fresh) FROM {EV_BATCH} GROUP BY 1, 2
+    """
 
 
 def _pairs_sql() -> str:
@@ -152,17 +150,6 @@ def _lag_changes_sql(d: _Dialect, *, sign: int) -> str:
     """
 
 
-def _lag_delta_sql(d: _Dialect) -> list[str]:
-    return [
-        f"""INSERT INTO {EV_LAG_DELTA} (hour, name, previous_hour, visitors)
-            SELECT hour, name, previous_hour, sum(visitors) FROM {EV_LAG_CHANGES}
-            GROUP BY 1, 2, 3 HAVING sum(visitors) <> 0""",
-        f"""INSERT INTO {EV_LAG_DAY_DELTA} (day, name, previous_hour, visitors)
-            SELECT {d.day("hour")}, name, previous_hour, sum(visitors) FROM {EV_LAG_DELTA}
-            GROUP BY 1, 2, 3 HAVING sum(visitors) <> 0""",
-    ]
-
-
 def _aggregate_range(cursor, d: _Dialect, *, lo: int, hi: int) -> int:
     """Add the events with ids in (lo, hi] to every event rollup; return their count."""
     if d.postgres:
@@ -173,27 +160,34 @@ def _aggregate_range(cursor, d: _Dialect, *, lo: int, hi: int) -> int:
     for table in TEMPORARY:
         _execute(cursor, d.empty(table))
     _execute(cursor, _batch_sql(d), [lo, lo, hi])
-    for statement in _counts_delta_sql(d):
-        _execute(cursor, statement)
+    _execute(cursor, _counts_delta_sql())
     _execute(cursor, _pairs_sql())
     _execute(cursor, _lag_changes_sql(d, sign=-1), [lo])
     _execute(cursor, _lag_changes_sql(d, sign=1), [hi])
-    for statement in _lag_delta_sql(d):
-        _execute(cursor, statement)
-    counted = ["occurrences", "visitors"]
-    changes = [
-        (EVENT_HOURLY, EV_DELTA, ["hour", "name"], counted, "occurrences"),
-        (EVENT_DAILY, EV_DAY_DELTA, ["day", "name"], counted, "occurrences"),
-        (EVENT_VISITOR_HOURLY, EV_LAG_DELTA, ["hour", "name", "previous_hour"], ["visitors"],
-         "visitors"),
-        (EVENT_VISITOR_DAILY, EV_LAG_DAY_DELTA, ["day", "name", "previous_hour"], ["visitors"],
-         "visitors"),
-    ]  # fmt: skip
-    for table, delta, keys, measures, count in changes:
-        for statement in _apply_delta_sql(
-            table=table, delta=delta, keys=keys, measures=measures, count=count
-        ):
-            _execute(cursor, statement)
+    rollup_changes_apply(
+        cursor,
+        d,
+        changes=None,
+        delta=EV_DELTA,
+        day_delta=EV_DAY_DELTA,
+        hourly=EVENT_HOURLY,
+        daily=EVENT_DAILY,
+        keys=["name"],
+        measures=["occurrences", "visitors"],
+        count="occurrences",
+    )
+    rollup_changes_apply(
+        cursor,
+        d,
+        changes=EV_LAG_CHANGES,
+        delta=EV_LAG_DELTA,
+        day_delta=EV_LAG_DAY_DELTA,
+        hourly=EVENT_VISITOR_HOURLY,
+        daily=EVENT_VISITOR_DAILY,
+        keys=["name", "previous_hour"],
+        measures=["visitors"],
+        count="visitors",
+    )
     goals.goal_hits_insert(kind="event", lo=lo, hi=hi)
     goal_rollups.goal_rollups_refresh(cursor, d)
     _execute(cursor, f"SELECT coalesce(sum(occurrences), 0) FROM {EV_BATCH}")

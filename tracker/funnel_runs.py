@@ -209,32 +209,23 @@ def _entries_count(cursor, d: rollups._Dialect, *, sign: int) -> None:
 
 def _entries_apply(cursor, d: rollups._Dialect) -> None:
     """Net the changes per hour and day and apply them to the four entry rollups."""
-    for delta, column, changes, when, keys in (
-        (FR_DELTA, "hour", FR_CHANGES, "hour", "funnel_id"),
-        (FR_DAY_DELTA, "day", FR_DELTA, d.day("hour"), "funnel_id"),
-        (FR_REPEAT_DELTA, "hour", FR_REPEAT_CHANGES, "hour", "funnel_id, previous_hour"),
-        (FR_REPEAT_DAY_DELTA, "day", FR_REPEAT_DELTA, d.day("hour"), "funnel_id, previous_hour"),
-    ):
-        rollups._execute(
+    for changes, delta, day_delta, hourly, daily, keys in (
+        (FR_CHANGES, FR_DELTA, FR_DAY_DELTA, FunnelHourly, FunnelDaily, ["funnel_id"]),
+        (FR_REPEAT_CHANGES, FR_REPEAT_DELTA, FR_REPEAT_DAY_DELTA, FunnelRepeatHourly,
+         FunnelRepeatDaily, ["funnel_id", "previous_hour"]),
+    ):  # fmt: skip
+        rollups.rollup_changes_apply(
             cursor,
-            f"""INSERT INTO {delta} ({column}, {keys}, visitors)
-                SELECT {when}, {keys}, sum(visitors) FROM {changes}
-                GROUP BY {when}, {keys} HAVING sum(visitors) <> 0""",
-        )
-    for model, delta, when, keys in (
-        (FunnelHourly, FR_DELTA, "hour", ["funnel_id"]),
-        (FunnelDaily, FR_DAY_DELTA, "day", ["funnel_id"]),
-        (FunnelRepeatHourly, FR_REPEAT_DELTA, "hour", ["funnel_id", "previous_hour"]),
-        (FunnelRepeatDaily, FR_REPEAT_DAY_DELTA, "day", ["funnel_id", "previous_hour"]),
-    ):
-        for statement in rollups._apply_delta_sql(
-            table=model._meta.db_table,
+            d,
+            changes=changes,
             delta=delta,
-            keys=[when, *keys],
+            day_delta=day_delta,
+            hourly=hourly._meta.db_table,
+            daily=daily._meta.db_table,
+            keys=keys,
             measures=["visitors"],
             count="visitors",
-        ):
-            rollups._execute(cursor, statement)
+        )
 
 
 def _runs_replace(cursor, d: rollups._Dialect, *, funnels: dict) -> None:
@@ -268,14 +259,21 @@ def funnel_runs_refresh(cursor, d: rollups._Dialect) -> None:
         _runs_replace(cursor, d, funnels={key: funnels[key] for key in changed if key in funnels})
 
 
-def funnel_runs_rebuild(*, funnel_ids: list[int] | None = None, goal_id: int | None = None) -> int:
+def funnel_runs_rebuild(
+    *, funnel_ids: list[int] | None = None, goal_id: int | None = None, hits_counted: bool = False
+) -> int:
     """Rebuild every run of the given funnels (those using ``goal_id``; every funnel without
     either) and their entry rollups from the goal hits, in the caller's transaction or one of
     its own; return how many funnels. Holds the aggregation watermarks so that no batch changes
-    hits meanwhile."""
+    hits meanwhile.
+
+    The runs read the hits' visit numbers, so the hits not counted yet are counted first,
+    unless ``hits_counted``: the caller did so under the same lock (a goal rebuild).
+    """
     with transaction.atomic(), connection.cursor() as cursor:
         goal_rollups.watermarks_lock()
-        goal_rollups.uncounted_hits_add()  # every hit numbered before the runs read them
+        if not hits_counted:
+            goal_rollups.uncounted_hits_add()
         funnels = {
             funnel_id: funnel
             for funnel_id, funnel in _funnel_goals().items()

@@ -166,31 +166,6 @@ def _changes_sql(*, sign: int) -> list[str]:
     ]
 
 
-def _delta_sql(d: _Dialect) -> list[str]:
-    def nonzero(columns: list[str]) -> str:
-        return " OR ".join(f"sum({column}) <> 0" for column in columns)
-
-    def sums(columns: list[str]) -> str:
-        return ", ".join(f"sum({column})" for column in columns)
-
-    counts, repeats = ", ".join(COUNTS), ", ".join(REPEATS)
-    return [
-        f"""INSERT INTO {GR_DELTA} (hour, goal_id, {counts})
-            SELECT hour, goal_id, {sums(COUNTS)} FROM {GR_CHANGES}
-            GROUP BY 1, 2 HAVING {nonzero(COUNTS)}""",
-        f"""INSERT INTO {GR_DAY_DELTA} (day, goal_id, {counts})
-            SELECT {d.day("hour")}, goal_id, {sums(COUNTS)} FROM {GR_DELTA}
-            GROUP BY 1, 2 HAVING {nonzero(COUNTS)}""",
-        f"""INSERT INTO {GR_REPEAT_DELTA} (hour, goal_id, previous_hour, {repeats})
-            SELECT hour, goal_id, previous_hour, {sums(REPEATS)} FROM {GR_REPEAT_CHANGES}
-            GROUP BY 1, 2, 3 HAVING {nonzero(REPEATS)}""",
-        f"""INSERT INTO {GR_REPEAT_DAY_DELTA} (day, goal_id, previous_hour, {repeats})
-            SELECT {d.day("hour")}, goal_id, previous_hour, {sums(REPEATS)}
-            FROM {GR_REPEAT_DELTA}
-            GROUP BY 1, 2, 3 HAVING {nonzero(REPEATS)}""",
-    ]
-
-
 def _groups_recount(cursor, d: _Dialect) -> None:
     """Subtract GR_GROUPS' hits as counted, store GR_CHANGED's numbers, add them again."""
     _execute(cursor, _hours_sql(d))
@@ -205,21 +180,30 @@ def _groups_recount(cursor, d: _Dialect) -> None:
     _execute(cursor, _hours_sql(d))
     for statement in _changes_sql(sign=1):
         _execute(cursor, statement)
-    for statement in _delta_sql(d):
-        _execute(cursor, statement)
-    changes = [
-        (GOAL_HOURLY, GR_DELTA, ["hour", "goal_id"], COUNTS, "hits"),
-        (GOAL_DAILY, GR_DAY_DELTA, ["day", "goal_id"], COUNTS, "hits"),
-        (GOAL_REPEAT_HOURLY, GR_REPEAT_DELTA, ["hour", "goal_id", "previous_hour"], REPEATS,
-         "visitors"),
-        (GOAL_REPEAT_DAILY, GR_REPEAT_DAY_DELTA, ["day", "goal_id", "previous_hour"], REPEATS,
-         "visitors"),
-    ]  # fmt: skip
-    for table, delta, keys, measures, count in changes:
-        for statement in rollups._apply_delta_sql(
-            table=table, delta=delta, keys=keys, measures=measures, count=count
-        ):
-            _execute(cursor, statement)
+    rollups.rollup_changes_apply(
+        cursor,
+        d,
+        changes=GR_CHANGES,
+        delta=GR_DELTA,
+        day_delta=GR_DAY_DELTA,
+        hourly=GOAL_HOURLY,
+        daily=GOAL_DAILY,
+        keys=["goal_id"],
+        measures=COUNTS,
+        count="hits",
+    )
+    rollups.rollup_changes_apply(
+        cursor,
+        d,
+        changes=GR_REPEAT_CHANGES,
+        delta=GR_REPEAT_DELTA,
+        day_delta=GR_REPEAT_DAY_DELTA,
+        hourly=GOAL_REPEAT_HOURLY,
+        daily=GOAL_REPEAT_DAILY,
+        keys=["goal_id", "previous_hour"],
+        measures=REPEATS,
+        count="visitors",
+    )
 
 
 def goal_rollups_refresh(cursor, d: _Dialect, *, visitors_sql: str | None = None) -> int:

@@ -136,9 +136,9 @@ def goal_hits_rebuild(*, goal_id: int) -> int:
         if kind is None:
             return 0
         count = goal_hits_insert(kind=kind, lo=0, hi=NO_UPPER_BOUND, goal_id=goal_id)
-        goal_rollups.uncounted_hits_add()
+        goal_rollups.uncounted_hits_add()  # once, for the rollups and the runs rebuilt below
         # A visitor whose hits all went has no group to redo: rebuild the funnels whole.
-        funnel_runs.funnel_runs_rebuild(goal_id=goal_id)
+        funnel_runs.funnel_runs_rebuild(goal_id=goal_id, hits_counted=True)
     logger.info("rebuilt %d hits of goal %d", count, goal_id)
     return count
 
@@ -159,8 +159,8 @@ def goal_hits_rebuild_all() -> int:
                     [kind],
                 )
             total += goal_hits_insert(kind=kind, lo=0, hi=NO_UPPER_BOUND)
-        goal_rollups.uncounted_hits_add()
-        funnel_runs.funnel_runs_rebuild()
+        goal_rollups.uncounted_hits_add()  # once, for the rollups and the runs rebuilt below
+        funnel_runs.funnel_runs_rebuild(hits_counted=True)
     logger.info("rebuilt %d goal hits from the raw rows", total)
     return total
 

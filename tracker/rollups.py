@@ -651,19 +651,6 @@ def _country_changes_sql(d: _Dialect, *, sign: int) -> str:
     """
 
 
-def _net_delta_sql(d: _Dialect, rollup: _EarlierHourRollup) -> list[str]:
-    """Net a rollup's old (negated) and new rows into its hourly change, and that per day."""
-    key, measure = rollup.key, rollup.measure
-    return [
-        f"""INSERT INTO {rollup.delta} (hour, {key}, previous_hour, {measure})
-            SELECT hour, {key}, previous_hour, sum({measure}) FROM {rollup.changes}
-            GROUP BY 1, 2, 3 HAVING sum({measure}) <> 0""",
-        f"""INSERT INTO {rollup.day_delta} (day, {key}, previous_hour, {measure})
-            SELECT {d.day("hour")}, {key}, previous_hour, sum({measure}) FROM {rollup.delta}
-            GROUP BY 1, 2, 3 HAVING sum({measure}) <> 0""",
-    ]
-
-
 def _delta_sql(d: _Dialect) -> str:
     """Compute VisitHourly's change: the re-sessionized visits minus those they replace."""
     dimensions = VisitHourly.Dimension
@@ -749,15 +736,49 @@ def _apply_delta_sql(
     ]
 
 
-def _day_delta_sql(d: _Dialect) -> str:
-    """VisitHourly's change summed per day: the change to VisitDaily."""
-    sums = ", ".join(f"sum({m})" for m in VISIT_MEASURES)
-    nonzero = " OR ".join(f"sum({m}) <> 0" for m in VISIT_MEASURES)
-    return f"""
-        INSERT INTO {DAY_DELTA} (day, dimension, value, {", ".join(VISIT_MEASURES)})
-        SELECT {d.day("hour")}, dimension, value, {sums} FROM {DELTA}
-        GROUP BY 1, 2, 3 HAVING {nonzero}
+def rollup_changes_apply(
+    cursor,
+    d: _Dialect,
+    *,
+    changes: str | None,
+    delta: str,
+    day_delta: str,
+    hourly: str,
+    daily: str,
+    keys: list[str],
+    measures: list[str],
+    count: str,
+) -> None:
+    """Net ``changes`` (rows per hour and ``keys``, old ones negated) into ``delta``, sum that
+    per UTC day into ``day_delta``, and apply both to the ``hourly`` and ``daily`` rollups.
+
+    ``changes`` is None when the caller has filled ``delta`` itself, netted. Keys whose change
+    nets to nothing are left out, so their rows are neither written nor probed. ``keys`` leave
+    out the hour and the day; ``count`` is as for ``_apply_delta_sql``.
     """
+    key_list = ", ".join(keys)
+    columns = f"{key_list}, {', '.join(measures)}"
+    sums = ", ".join(f"sum({measure})" for measure in measures)
+    nonzero = " OR ".join(f"sum({measure}) <> 0" for measure in measures)
+    groups = ", ".join(str(position) for position in range(1, len(keys) + 2))
+    if changes is not None:
+        _execute(
+            cursor,
+            f"""INSERT INTO {delta} (hour, {columns})
+                SELECT hour, {key_list}, {sums} FROM {changes}
+                GROUP BY {groups} HAVING {nonzero}""",
+        )
+    _execute(
+        cursor,
+        f"""INSERT INTO {day_delta} (day, {columns})
+            SELECT {d.day("hour")}, {key_list}, {sums} FROM {delta}
+            GROUP BY {groups} HAVING {nonzero}""",
+    )
+    for table, table_delta, when in ((hourly, delta, "hour"), (daily, day_delta, "day")):
+        for statement in _apply_delta_sql(
+            table=table, delta=table_delta, keys=[when, *keys], measures=measures, count=count
+        ):
+            _execute(cursor, statement)
 
 
 def _page_daily_sql(d: _Dialect) -> list[str]:
@@ -995,25 +1016,31 @@ def _visits_resessionize(cursor, d: _Dialect, *, hi: int) -> None:
 def _apply_visit_rollups(cursor, d: _Dialect) -> None:
     """Bring the hourly and daily visit and visitor rollups in line with the batch."""
     _execute(cursor, _delta_sql(d))
-    _execute(cursor, _day_delta_sql(d))
-    visit_keys = ["dimension", "value"]
-    changes = [
-        (VISIT_HOURLY, DELTA, ["hour", *visit_keys], VISIT_MEASURES, "visits"),
-        (VISIT_DAILY, DAY_DELTA, ["day", *visit_keys], VISIT_MEASURES, "visits"),
-    ]
+    rollup_changes_apply(
+        cursor,
+        d,
+        changes=None,
+        delta=DELTA,
+        day_delta=DAY_DELTA,
+        hourly=VISIT_HOURLY,
+        daily=VISIT_DAILY,
+        keys=["dimension", "value"],
+        measures=VISIT_MEASURES,
+        count="visits",
+    )
     for rollup in EARLIER_HOUR_ROLLUPS:
-        for statement in _net_delta_sql(d, rollup):
-            _execute(cursor, statement)
-        keys, measures = [rollup.key, "previous_hour"], [rollup.measure]
-        changes += [
-            (rollup.hourly, rollup.delta, ["hour", *keys], measures, rollup.measure),
-            (rollup.daily, rollup.day_delta, ["day", *keys], measures, rollup.measure),
-        ]
-    for table, delta, keys, measures, count in changes:
-        for statement in _apply_delta_sql(
-            table=table, delta=delta, keys=keys, measures=measures, count=count
-        ):
-            _execute(cursor, statement)
+        rollup_changes_apply(
+            cursor,
+            d,
+            changes=rollup.changes,
+            delta=rollup.delta,
+            day_delta=rollup.day_delta,
+            hourly=rollup.hourly,
+            daily=rollup.daily,
+            keys=[rollup.key, "previous_hour"],
+            measures=[rollup.measure],
+            count=rollup.measure,
+        )
     for statement in _page_daily_sql(d):
         _execute(cursor, statement)
 

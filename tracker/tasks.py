@@ -9,7 +9,7 @@ import redis
 from celery import shared_task
 from django.db import InterfaceError, OperationalError
 
-from tracker import event_rollups, funnel_runs, goal_rollups, goals, retention, rollups, visit_pages
+from tracker import aggregation, funnel_runs, goals, retention
 from tracker.buffer import drain_buffered_visits
 
 # Connection errors to the database or the broker: worth retrying later with backoff.
@@ -37,12 +37,7 @@ def drain_visit_buffer(max_batch: int = 5000) -> int:
 def aggregate_visits() -> int:
     """Fold the visits and events that arrived since the last run into the rollups; return
     how many visits."""
-    visits = rollups.visits_aggregate()
-    event_rollups.events_aggregate()
-    goal_rollups.goal_rollups_catch_up()
-    funnel_runs.funnel_runs_catch_up()
-    visit_pages.visit_pages_catch_up()
-    return visits
+    return aggregation.aggregation_run().visits
 
 
 @shared_task(

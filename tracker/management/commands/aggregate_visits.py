@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from django.core.management.base import BaseCommand
 
-from tracker import event_rollups, funnel_runs, goal_rollups, goals, rollups, visit_pages
+from tracker import aggregation, event_rollups, goals, rollups
 
 
 class Command(BaseCommand):
@@ -27,10 +27,6 @@ class Command(BaseCommand):
             self.stdout.write(f"Rebuilt the event rollups from {events} raw events.")
             self.stdout.write(f"Rebuilt {hits} goal hits from the raw rows still stored.")
         else:
-            count = rollups.visits_aggregate(batch_size=batch_size)
-            events = event_rollups.events_aggregate()
-            goal_rollups.goal_rollups_catch_up()
-            funnel_runs.funnel_runs_catch_up()
-            visit_pages.visit_pages_catch_up()
-            self.stdout.write(f"Aggregated {count} new visits.")
-            self.stdout.write(f"Aggregated {events} new events.")
+            counts = aggregation.aggregation_run(batch_size=batch_size)
+            self.stdout.write(f"Aggregated {counts.visits} new visits.")
+            self.stdout.write(f"Aggregated {counts.events} new events.")

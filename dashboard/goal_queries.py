@@ -20,7 +20,8 @@ from __future__ import annotations
 import datetime as dt
 from decimal import ROUND_HALF_EVEN, Decimal
 
-from django.db.models import Count, OuterRef, QuerySet, Subquery, Sum
+from django.db.models import CharField, Count, Exists, OuterRef, QuerySet, Sum, Value
+from django.db.models.functions import Cast, Concat
 
 from dashboard.queries import _fetch, _rollup_rows, earlier_hour_sums, visit_count, visitor_count
 from tracker.goal_rollups import REVENUE_UNIT
@@ -81,18 +82,21 @@ def _filtered_counts(
     *, start: dt.datetime, end: dt.datetime, visits: QuerySet[VisitSummary]
 ) -> dict[int, tuple]:
     """Per goal id: (visitors, conversions, revenue) of its hits in [start, end) whose visit is
-    one of ``visits``."""
-    visit_of = VisitSummary.objects.filter(
-        tracking_id=OuterRef("tracking_id"), number=OuterRef("visit_number")
-    ).values("id")
+    one of ``visits``.
+
+    A semi-join of the hits to the filtered visits on (visitor, visit number), and a visit told
+    apart by that pair: looking each hit's visit up by a subquery cost 10 s at 10M page views.
+    """
+    own_visit = visits.filter(tracking_id=OuterRef("tracking_id"), number=OuterRef("visit_number"))
+    visit_key = Concat(
+        Cast("tracking_id", CharField()), Value(" "), Cast("visit_number", CharField())
+    )
     rows = (
-        GoalHit.objects.filter(reached_at__gte=start, reached_at__lt=end)
-        .annotate(visit_id=Subquery(visit_of))
-        .filter(visit_id__in=visits.values("id"))
+        GoalHit.objects.filter(Exists(own_visit), reached_at__gte=start, reached_at__lt=end)
         .values("goal_id")
         .annotate(
             visitors=Count("tracking_id", distinct=True),
-            conversions=Count("visit_id", distinct=True),
+            conversions=Count(visit_key, distinct=True),
             revenue=Sum("revenue"),
         )
         .values_list("goal_id", "visitors", "conversions", "revenue")

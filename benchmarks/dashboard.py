@@ -78,7 +78,7 @@ TARGETS = [
     ("filtered full page: 2 filters", f"range=30d&{FILTER_2}", None),
     ("filtered full page: 3 filters", f"range=30d&{FILTER_3}", None),
     ("filtered stats.json: 3 filters", f"range=30d&{FILTER_3}", "json"),
-    # The Journeys view reads raw page views (their order): its own target, JOURNEYS_P95_TARGET_MS.
+    # The Journeys view reads the visits' page lists: its own target, JOURNEYS_P95_TARGET_MS.
     ("journeys: from the top entry page, 3 steps", "range=30d", "journeys"),
     ("journeys: from /pricing/, 5 steps", "range=30d&from=/pricing/&steps=5", "journeys"),
     ("journeys: to /signup/, 3 steps", "range=30d&to=/signup/", "journeys"),

@@ -108,12 +108,17 @@ def _filtered_counts(
 
 
 def goal_totals(
-    *, start: dt.datetime, end: dt.datetime, visits: QuerySet[VisitSummary] | None = None
+    *,
+    start: dt.datetime,
+    end: dt.datetime,
+    visits: QuerySet[VisitSummary] | None = None,
+    range_visitors: int | None = None,
 ) -> list[dict]:
     """Every goal's figures in [start, end), most converted visitors first (see the top).
 
     With ``visits`` (the range's visits that pass the filters), only hits of those visits count
-    and the rate is over their visitors.
+    and the rate is over their visitors: ``range_visitors`` when the caller has counted them
+    already (stats.json's headline), which spares a distinct count of the filtered visits.
     """
     goals = list(Goal.objects.values_list("id", "name"))
     if not goals:
@@ -125,7 +130,8 @@ def goal_totals(
         )
     else:
         counts = _filtered_counts(start=start, end=end, visits=visits)
-        range_visitors = visits.values("tracking_id").distinct().count()
+        if range_visitors is None:
+            range_visitors = visits.values("tracking_id").distinct().count()
     totals = []
     for goal_id, name in goals:
         visitors, conversions, revenue = counts.get(goal_id, (0, 0, None))
@@ -149,7 +155,11 @@ def goal_totals(
 
 
 def goal_stats(
-    *, start: dt.datetime, end: dt.datetime, visits: QuerySet[VisitSummary] | None = None
+    *,
+    start: dt.datetime,
+    end: dt.datetime,
+    visits: QuerySet[VisitSummary] | None = None,
+    range_visitors: int | None = None,
 ) -> list[dict]:
     """stats.json's ``goals``: the figures of GOAL_COLUMNS, revenue as a decimal string."""
     return [
@@ -157,5 +167,5 @@ def goal_stats(
             **{column: row[column] for column in GOAL_COLUMNS},
             "revenue": None if row["revenue"] is None else str(row["revenue"]),
         }
-        for row in goal_totals(start=start, end=end, visits=visits)
+        for row in goal_totals(start=start, end=end, visits=visits, range_visitors=range_visitors)
     ]

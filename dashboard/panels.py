@@ -381,7 +381,7 @@ def stats_figures(
         )
         visits = visits_filtered(filters=filters, start=period.start, end=period.end)
         figures["goals"] = goal_queries.goal_stats(
-            start=period.start, end=period.end, visits=visits
+            start=period.start, end=period.end, visits=visits, range_visitors=figures["visitors"]
         )
         cache.set(key, figures, timeout=PANEL_CACHE_SECONDS)
     if figures is None:

@@ -36,7 +36,6 @@ from tracker.models import (
     DEVICE_FIELDS,
     SOURCE_FIELDS,
     VISIT_MEASURES,
-    AggregationState,
     CountryVisitorDaily,
     CountryVisitorHourly,
     PageDaily,
@@ -51,7 +50,7 @@ from tracker.models import (
     VisitorHourly,
     VisitSummary,
 )
-from tracker.rollups import STATE_NAME
+from tracker.rollups import visits_watermark
 
 Dimension = VisitHourly.Dimension
 PAGES_BUCKETS = ["1", "2", "3", "4-5", "6-10", "11-20", "21+"]
@@ -762,12 +761,7 @@ def session_timeline(*, tracking_id: uuid.UUID) -> Timeline | None:
     )
     if summary is None and not rows:
         return None
-    watermark = (
-        AggregationState.objects.filter(name=STATE_NAME)
-        .values_list("last_visit_id", flat=True)
-        .first()
-        or 0
-    )
+    watermark = visits_watermark()
     starts = [(visit["started_at"], visit["first_pageview_id"]) for visit in visits]
     grouped: list[list[tuple]] = [[] for _ in visits]
     unaggregated: list[tuple] = []

@@ -36,8 +36,8 @@ from django.utils import timezone
 from dashboard import queries
 from dashboard.forms import local_midnight
 from dashboard.models import ReportDelivery, ReportKind, ReportSubscription
-from tracker.models import AggregationState, Visit
-from tracker.rollups import STATE_NAME
+from tracker.models import Visit
+from tracker.rollups import visits_watermark
 
 logger = logging.getLogger(__name__)
 
@@ -151,9 +151,7 @@ def rollups_cover(*, end: dt.datetime) -> bool:
     A quiet site's watermark may not move for hours, so its age says nothing; what is left to
     aggregate does (an index range on the newest ids).
     """
-    state = AggregationState.objects.filter(name=STATE_NAME)
-    watermark = state.values_list("last_visit_id", flat=True).first() or 0
-    return not Visit.objects.filter(id__gt=watermark, visited_at__lt=end).exists()
+    return not Visit.objects.filter(id__gt=visits_watermark(), visited_at__lt=end).exists()
 
 
 def reports_due(*, now: dt.datetime) -> list[DueReport]:

@@ -1054,6 +1054,16 @@ PAGE_VIEWS = RawSource(
 )
 
 
+def visits_watermark() -> int:
+    """The last raw page view already aggregated (0 before the first run): later ones have no
+    visit yet."""
+    return (
+        AggregationState.objects.filter(name=STATE_NAME)
+        .values_list("last_visit_id", flat=True)
+        .first()
+    ) or 0
+
+
 def visits_aggregate(*, batch_size: int = DEFAULT_BATCH_SIZE) -> int:
     """Aggregate every visit above the watermark, one transaction per batch; return the count."""
     return raw_aggregate(PAGE_VIEWS, batch_size=batch_size)

@@ -16,8 +16,8 @@ import logging
 from django.db import connection, transaction
 
 from tracker.goal_rollups import watermarks_lock
-from tracker.models import AggregationState, PagePath, Visit, VisitSummary
-from tracker.rollups import STATE_NAME
+from tracker.models import PagePath, Visit, VisitSummary
+from tracker.rollups import visits_watermark
 
 logger = logging.getLogger(__name__)
 
@@ -92,12 +92,7 @@ def visit_pages_catch_up(*, chunk: int = CHUNK_VISITS) -> int:
     while VisitSummary.objects.filter(pages=None).exists():
         with transaction.atomic():
             watermarks_lock()
-            watermark = (
-                AggregationState.objects.filter(name=STATE_NAME)
-                .values_list("last_visit_id", flat=True)
-                .first()
-            ) or 0
-            filled += _chunk_fill(watermark=watermark, chunk=chunk)
+            filled += _chunk_fill(watermark=visits_watermark(), chunk=chunk)
     if filled:
         logger.info("listed the pages of %d visits stored before page lists", filled)
     return filled

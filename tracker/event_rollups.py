@@ -26,7 +26,6 @@ import logging
 
 from tracker import goal_rollups, goals
 from tracker.models import (
-    AggregationState,
     Event,
     EventDaily,
     EventHourly,
@@ -40,6 +39,7 @@ from tracker.rollups import (
     raw_aggregate,
     raw_rebuild,
     rollup_changes_apply,
+    watermark,
 )
 
 logger = logging.getLogger(__name__)
@@ -215,9 +215,4 @@ def event_rollups_rebuild(*, batch_size: int = DEFAULT_BATCH_SIZE) -> int:
 
 def event_watermark() -> int:
     """The highest event id already in the rollups (0 before the first run)."""
-    return (
-        AggregationState.objects.filter(name=STATE_NAME)
-        .values_list("last_visit_id", flat=True)
-        .first()
-        or 0
-    )
+    return watermark(STATE_NAME)

@@ -16,8 +16,8 @@ from django.db.models import Subquery
 from django.utils import timezone
 
 from tracker import event_rollups
-from tracker.models import AggregationState, Event, TrackedSession, Visit
-from tracker.rollups import STATE_NAME
+from tracker.models import Event, TrackedSession, Visit
+from tracker.rollups import visits_watermark
 
 logger = logging.getLogger(__name__)
 
@@ -77,10 +77,8 @@ def _aggregated_rows_prune(
 
 def raw_visits_prune(*, batch_size: int = DEFAULT_PRUNE_BATCH) -> int:
     """Delete raw visits past retention that are already aggregated; return how many."""
-    state = AggregationState.objects.filter(name=STATE_NAME).first()
-    watermark = state.last_visit_id if state else 0
     return _aggregated_rows_prune(
-        Visit, time_field="visited_at", watermark=watermark, batch_size=batch_size
+        Visit, time_field="visited_at", watermark=visits_watermark(), batch_size=batch_size
     )
 
 

@@ -1054,14 +1054,19 @@ PAGE_VIEWS = RawSource(
 )
 
 
-def visits_watermark() -> int:
-    """The last raw page view already aggregated (0 before the first run): later ones have no
-    visit yet."""
+def watermark(state_name: str) -> int:
+    """The last raw row id that the aggregation named ``state_name`` has counted (0 before its
+    first run)."""
     return (
-        AggregationState.objects.filter(name=STATE_NAME)
+        AggregationState.objects.filter(name=state_name)
         .values_list("last_visit_id", flat=True)
         .first()
     ) or 0
+
+
+def visits_watermark() -> int:
+    """The last raw page view already aggregated: later ones have no visit yet."""
+    return watermark(STATE_NAME)
 
 
 def visits_aggregate(*, batch_size: int = DEFAULT_BATCH_SIZE) -> int:

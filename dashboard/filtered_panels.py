@@ -1,26 +1,25 @@
 """The dashboard's parts under filters: the same context names as panels.PARTS, read from the
 per-visit table (filtered_queries) instead of the rollups.
 
-The parts of one request share one visit_overview (``memo``): the filters are evaluated once for
-the cards, histograms, breakdowns, countries and the visitors table's count.
+The parts of one request share one visit_overview (in ``PartInputs.shared``): the filters are
+evaluated once for the cards, histograms, breakdowns, countries and the visitors table's count.
 """
 
 from __future__ import annotations
 
-import datetime as dt
 from collections.abc import Callable
 
 from django.conf import settings
 
 from dashboard import filtered_queries, goal_queries
-from dashboard.filters import Filters, filters_pairs, visits_filtered
-from dashboard.forms import Period
+from dashboard.filters import filters_pairs, visits_filtered
 from dashboard.funnels import funnel_panel
 from dashboard.panels import (
     BREAKDOWN_LIMIT,
     BUSIEST_LIMIT,
     PART_DIMENSIONS,
     SESSIONS_PER_PAGE,
+    PartInputs,
     over_time_context,
     rollups_version,
     visitors_table,
@@ -28,111 +27,105 @@ from dashboard.panels import (
 )
 
 
-def _overview(*, period: Period, filters: Filters, memo: dict) -> dict:
-    if "overview" not in memo:
-        memo["overview"] = filtered_queries.visit_overview(
-            filters=filters, start=period.start, end=period.end, limit=BREAKDOWN_LIMIT
+def _span(inputs: PartInputs) -> dict:
+    """The filters and the range, as every filtered query takes them."""
+    return {"filters": inputs.filters, "start": inputs.period.start, "end": inputs.period.end}
+
+
+def _overview(inputs: PartInputs) -> dict:
+    if "overview" not in inputs.shared:
+        inputs.shared["overview"] = filtered_queries.visit_overview(
+            **_span(inputs), limit=BREAKDOWN_LIMIT
         )
-    return memo["overview"]
+    return inputs.shared["overview"]
 
 
-def _headline(*, period: Period, filters: Filters, page: int, memo: dict) -> dict:
-    headline = filtered_queries.headline_filtered(
-        filters=filters,
-        start=period.start,
-        end=period.end,
-        overview=_overview(period=period, filters=filters, memo=memo),
-    )
+def _headline(inputs: PartInputs) -> dict:
+    headline = filtered_queries.headline_filtered(**_span(inputs), overview=_overview(inputs))
     return {"headline": headline}
 
 
-def _visits(*, period: Period, filters: Filters, page: int, memo: dict) -> dict:
-    span = {"filters": filters, "start": period.start, "end": period.end}
-    overview = _overview(period=period, filters=filters, memo=memo)
+def _visits(inputs: PartInputs) -> dict:
+    overview = _overview(inputs)
     histogram = filtered_queries.overview_pages_histogram(overview)
     visitors_histogram = filtered_queries.overview_visitors_histogram(overview)
-    busiest = filtered_queries.busiest_filtered(**span, limit=BUSIEST_LIMIT)
+    busiest = filtered_queries.busiest_filtered(**_span(inputs), limit=BUSIEST_LIMIT)
     return visits_context(histogram, visitors_histogram, busiest)
 
 
-def _over_time(*, period: Period, filters: Filters, page: int, memo: dict) -> dict:
-    points = filtered_queries.timeseries_filtered(
-        filters=filters, start=period.start, end=period.end
-    )
+def _over_time(inputs: PartInputs) -> dict:
+    period = inputs.period
+    points = filtered_queries.timeseries_filtered(**_span(inputs))
     previous = filtered_queries.timeseries_filtered(
-        filters=filters, start=period.previous.start, end=period.previous.end
+        filters=inputs.filters, start=period.previous.start, end=period.previous.end
     )
     return over_time_context(points, previous, hourly=period.hourly)
 
 
-def _breakdown(part: str) -> Callable[..., dict]:
-    def build(*, period: Period, filters: Filters, page: int, memo: dict) -> dict:
-        rows = filtered_queries.overview_breakdowns(
-            _overview(period=period, filters=filters, memo=memo), PART_DIMENSIONS[part]
-        )
+def _breakdown(part: str) -> Callable[[PartInputs], dict]:
+    def build(inputs: PartInputs) -> dict:
+        rows = filtered_queries.overview_breakdowns(_overview(inputs), PART_DIMENSIONS[part])
         return {f"breakdown_{dimension}": values for dimension, values in rows.items()}
 
     return build
 
 
-def _pages(*, period: Period, filters: Filters, page: int, memo: dict) -> dict:
+def _pages(inputs: PartInputs) -> dict:
     return {
-        "top_pages": filtered_queries.top_pages_filtered(
-            filters=filters, start=period.start, end=period.end, limit=BREAKDOWN_LIMIT
-        ),
-        **_breakdown("pages")(period=period, filters=filters, page=page, memo=memo),
+        "top_pages": filtered_queries.top_pages_filtered(**_span(inputs), limit=BREAKDOWN_LIMIT),
+        **_breakdown("pages")(inputs),
     }
 
 
-def _countries(*, period: Period, filters: Filters, page: int, memo: dict) -> dict:
-    overview = _overview(period=period, filters=filters, memo=memo)
-    return {"countries": filtered_queries.overview_countries(overview)}
+def _countries(inputs: PartInputs) -> dict:
+    return {"countries": filtered_queries.overview_countries(_overview(inputs))}
 
 
-def _sessions(*, period: Period, filters: Filters, page: int, memo: dict) -> dict:
-    span = {"filters": filters, "start": period.start, "end": period.end}
+def _sessions(inputs: PartInputs) -> dict:
+    span = _span(inputs)
     # Alone (a page of the table, or the cached rest of the page) a count is cheaper than the
     # overview; with the other parts it is read already.
     total = (
-        memo["overview"]["first"]["visits"]
-        if "overview" in memo
+        inputs.shared["overview"]["first"]["visits"]
+        if "overview" in inputs.shared
         else filtered_queries.new_visitor_count_filtered(**span)
     )
     return visitors_table(
         total=total,
-        page=page,
+        page=inputs.page,
         rows=lambda page: filtered_queries.visitors_page_filtered(
             **span, page=page, per_page=SESSIONS_PER_PAGE
         ),
     )
 
 
-def _events(*, period: Period, filters: Filters, page: int, memo: dict) -> dict:
-    events = filtered_queries.events_filtered(filters=filters, start=period.start, end=period.end)
-    return {"events": events}
+def _events(inputs: PartInputs) -> dict:
+    return {"events": filtered_queries.events_filtered(**_span(inputs))}
 
 
-def _goals(*, period: Period, filters: Filters, page: int, memo: dict) -> dict:
-    visits = visits_filtered(filters=filters, start=period.start, end=period.end)
+def _goals(inputs: PartInputs) -> dict:
+    visits = visits_filtered(**_span(inputs))
     return {
-        "goals": goal_queries.goal_totals(start=period.start, end=period.end, visits=visits),
+        "goals": goal_queries.goal_totals(
+            start=inputs.period.start, end=inputs.period.end, visits=visits
+        ),
         "goals_loaded": True,
         "currency": settings.TRACKER_CURRENCY,
     }
 
 
-def _funnels(*, period: Period, filters: Filters, page: int, memo: dict) -> dict:
+def _funnels(inputs: PartInputs) -> dict:
     panel = funnel_panel(
-        start=period.start,
-        end=period.end,
+        start=inputs.period.start,
+        end=inputs.period.end,
         version=rollups_version,
-        visits=visits_filtered(filters=filters, start=period.start, end=period.end),
-        filters_key=repr(filters_pairs(filters)),
+        visits=visits_filtered(**_span(inputs)),
+        filters_key=repr(filters_pairs(inputs.filters)),
     )
     return {"funnels": panel, "funnels_loaded": True}
 
 
-FILTERED_PARTS: dict[str, Callable[..., dict]] = {
+FILTERED_PARTS: dict[str, Callable[[PartInputs], dict]] = {
     "headline": _headline,
     "visits": _visits,
     "over-time": _over_time,
@@ -147,9 +140,7 @@ FILTERED_PARTS: dict[str, Callable[..., dict]] = {
 }
 
 
-def filtered_part(
-    part: str, *, period: Period, filters: Filters, page: int, now: dt.datetime, memo: dict
-) -> dict | None:
+def filtered_part(part: str, inputs: PartInputs) -> dict | None:
     """One part's context under filters; None for the parts filters do not change ("live")."""
     build = FILTERED_PARTS.get(part)
-    return build(period=period, filters=filters, page=page, memo=memo) if build else None
+    return build(inputs) if build else None

@@ -13,6 +13,7 @@ from __future__ import annotations
 import datetime as dt
 import hashlib
 from collections.abc import Callable
+from dataclasses import dataclass, field
 
 from django.conf import settings
 from django.core.cache import cache
@@ -51,19 +52,34 @@ PART_DIMENSIONS = {
 PANEL_CACHE_SECONDS = 15 * 60
 
 
-def _repeats(*, period: Period, memo: dict) -> dict[int, int]:
-    """The range's repeat visits, read once for the headline and the visits parts of a request
-    (``memo`` lives for one panel_context call, so it never serves an older run's figures)."""
-    if "repeats" not in memo:
-        memo["repeats"] = queries.repeat_visits(start=period.start, end=period.end)
-    return memo["repeats"]
+@dataclass
+class PartInputs:
+    """What the parts of one panel_context call read: the range, the path or filters, the
+    visitors table's page, the time, the breakdowns ranked for all of them at once, and
+    ``shared``, what a part reads once for the others (it lives for one call, so it never
+    serves an older aggregation run's figures)."""
+
+    period: Period
+    path: str
+    page: int
+    now: dt.datetime
+    filters: Filters = NO_FILTERS
+    breakdowns: dict = field(default_factory=dict)
+    shared: dict = field(default_factory=dict)
+
+    def repeats(self) -> dict[int, int]:
+        """The range's repeat visits, for the headline and the visits parts."""
+        if "repeats" not in self.shared:
+            self.shared["repeats"] = queries.repeat_visits(
+                start=self.period.start, end=self.period.end
+            )
+        return self.shared["repeats"]
 
 
-def _headline(
-    *, period: Period, path: str, page: int, now: dt.datetime, breakdowns: dict, memo: dict
-) -> dict:
+def _headline(inputs: PartInputs) -> dict:
     # Under a path the headline counts visitors from the per-visit table, not from repeats.
-    repeats = None if path else _repeats(period=period, memo=memo)
+    period, path = inputs.period, inputs.path
+    repeats = None if path else inputs.repeats()
     return {
         "headline": queries.headline_totals(
             start=period.start, end=period.end, path=path, repeats=repeats
@@ -71,25 +87,26 @@ def _headline(
     }
 
 
-def _live(
-    *, period: Period, path: str, page: int, now: dt.datetime, breakdowns: dict, memo: dict
-) -> dict:
-    return {"live_sessions": queries.live_visitors(now=now)}
+def _live(inputs: PartInputs) -> dict:
+    return {"live_sessions": queries.live_visitors(now=inputs.now)}
 
 
-def _visits(
-    *, period: Period, path: str, page: int, now: dt.datetime, breakdowns: dict, memo: dict
-) -> dict:
+def _visits(inputs: PartInputs) -> dict:
+    period = inputs.period
     histogram = queries.pages_per_visit_histogram(start=period.start, end=period.end)
     # Every visit of the range falls in one pages bucket: their sum is the range's visits.
     visitors_histogram = queries.visits_per_visitor_histogram(
         start=period.start,
         end=period.end,
         visits=sum(row["visits"] for row in histogram),
-        repeats=_repeats(period=period, memo=memo),
+        repeats=inputs.repeats(),
     )
     busiest = queries.busiest_visits(
-        start=period.start, end=period.end, limit=BUSIEST_LIMIT, path=path, histogram=histogram
+        start=period.start,
+        end=period.end,
+        limit=BUSIEST_LIMIT,
+        path=inputs.path,
+        histogram=histogram,
     )
     return visits_context(histogram, visitors_histogram, busiest)
 
@@ -106,9 +123,8 @@ def visits_context(histogram: list[dict], visitors_histogram: list[dict], busies
     }
 
 
-def _over_time(
-    *, period: Period, path: str, page: int, now: dt.datetime, breakdowns: dict, memo: dict
-) -> dict:
+def _over_time(inputs: PartInputs) -> dict:
+    period, path = inputs.period, inputs.path
     points = queries.timeseries(start=period.start, end=period.end, path=path)
     previous = queries.timeseries(start=period.previous.start, end=period.previous.end, path=path)
     return over_time_context(points, previous, hourly=period.hourly)
@@ -131,48 +147,42 @@ def over_time_context(points: list[dict], previous: list[dict], *, hourly: bool)
     }
 
 
-def _breakdown(dimensions: list[str]) -> Callable[..., dict]:
-    def build(
-        *, period: Period, path: str, page: int, now: dt.datetime, breakdowns: dict, memo: dict
-    ) -> dict:
-        return {f"breakdown_{dimension}": breakdowns[dimension] for dimension in dimensions}
+def _breakdown(dimensions: list[str]) -> Callable[[PartInputs], dict]:
+    def build(inputs: PartInputs) -> dict:
+        return {f"breakdown_{d}": inputs.breakdowns[d] for d in dimensions}
 
     return build
 
 
-def _pages(
-    *, period: Period, path: str, page: int, now: dt.datetime, breakdowns: dict, memo: dict
-) -> dict:
+def _pages(inputs: PartInputs) -> dict:
     return {
         "top_pages": queries.top_pages(
-            start=period.start, end=period.end, limit=BREAKDOWN_LIMIT, path=path
+            start=inputs.period.start,
+            end=inputs.period.end,
+            limit=BREAKDOWN_LIMIT,
+            path=inputs.path,
         ),
-        **_breakdown(PART_DIMENSIONS["pages"])(
-            period=period, path=path, page=page, now=now, breakdowns=breakdowns, memo=memo
-        ),
+        **_breakdown(PART_DIMENSIONS["pages"])(inputs),
     }
 
 
-def _countries(
-    *, period: Period, path: str, page: int, now: dt.datetime, breakdowns: dict, memo: dict
-) -> dict:
+def _countries(inputs: PartInputs) -> dict:
     return {
         "countries": queries.top_countries(
-            start=period.start,
-            end=period.end,
+            start=inputs.period.start,
+            end=inputs.period.end,
             limit=BREAKDOWN_LIMIT,
-            breakdown=breakdowns[Dimension.COUNTRY],
+            breakdown=inputs.breakdowns[Dimension.COUNTRY],
         )
     }
 
 
-def _sessions(
-    *, period: Period, path: str, page: int, now: dt.datetime, breakdowns: dict, memo: dict
-) -> dict:
+def _sessions(inputs: PartInputs) -> dict:
+    period, path = inputs.period, inputs.path
     total = queries.new_visitor_count(start=period.start, end=period.end, path=path)
     return visitors_table(
         total=total,
-        page=page,
+        page=inputs.page,
         rows=lambda page: queries.visitors_page(
             start=period.start, end=period.end, page=page, per_page=SESSIONS_PER_PAGE, path=path
         ),
@@ -202,26 +212,20 @@ def visitors_table(*, total: int, page: int, rows: Callable[[int], list[dict]]) 
     }
 
 
-def _events(
-    *, period: Period, path: str, page: int, now: dt.datetime, breakdowns: dict, memo: dict
-) -> dict:
+def _events(inputs: PartInputs) -> dict:
     # Events have no page dimension in their rollups: the panel shows the whole range's.
-    return {"events": event_queries.event_totals(start=period.start, end=period.end)}
+    return {"events": event_queries.event_totals(start=inputs.period.start, end=inputs.period.end)}
 
 
-def _funnels(
-    *, period: Period, path: str, page: int, now: dt.datetime, breakdowns: dict, memo: dict
-) -> dict:
+def _funnels(inputs: PartInputs) -> dict:
     # Cached by funnel_panel itself: its figures also change when staff edit a funnel.
-    panel = funnel_panel(start=period.start, end=period.end, version=rollups_version)
+    panel = funnel_panel(start=inputs.period.start, end=inputs.period.end, version=rollups_version)
     return {"funnels": panel, "funnels_loaded": True}
 
 
-def _goals(
-    *, period: Period, path: str, page: int, now: dt.datetime, breakdowns: dict, memo: dict
-) -> dict:
+def _goals(inputs: PartInputs) -> dict:
     return {
-        "goals": goal_queries.goal_totals(start=period.start, end=period.end),
+        "goals": goal_queries.goal_totals(start=inputs.period.start, end=inputs.period.end),
         "goals_loaded": True,
         "currency": settings.TRACKER_CURRENCY,
     }
@@ -242,7 +246,7 @@ PANELS: dict[str, list[str]] = {
     "funnels": ["funnels"],
     "goals": ["goals"],
 }
-PARTS: dict[str, Callable[..., dict]] = {
+PARTS: dict[str, Callable[[PartInputs], dict]] = {
     "headline": _headline,
     "live": _live,
     "visits": _visits,
@@ -344,21 +348,15 @@ def panel_context(
     )
     context: dict = {}
     computed: dict[str, dict] = {}
-    memo: dict = {}  # what the parts of this request share
+    inputs = PartInputs(period, path, page, now, filters=filters, breakdowns=breakdowns)
     for part in parts:
         key = keys.get(part)
         if key in hits:
             context.update(hits[key])
             continue
-        values = (
-            filtered_part(part, period=period, filters=filters, page=page, now=now, memo=memo)
-            if filters
-            else None
-        )
+        values = filtered_part(part, inputs) if filters else None
         if values is None:
-            values = PARTS[part](
-                period=period, path=path, page=page, now=now, breakdowns=breakdowns, memo=memo
-            )
+            values = PARTS[part](inputs)
         context.update(values)
         if key:
             computed[key] = values

@@ -28,7 +28,8 @@ PATHS = PagePath._meta.db_table
 
 
 def _pages_sql(*, postgres: bool) -> tuple[str, str]:
-    """(number the chunk's paths, write the chunk's page lists); params: watermark, ids."""
+    """(number the chunk's paths, write the chunk's page lists); params: watermark, the chunk's
+    first and last id."""
     views = f"""
         SELECT s.id AS visit_id, s.pageviews, v.path, v.visited_at, v.id,
             row_number() OVER (PARTITION BY s.id ORDER BY v.visited_at, v.id) AS position
@@ -36,7 +37,7 @@ def _pages_sql(*, postgres: bool) -> tuple[str, str]:
             AND v.visited_at >= s.started_at AND v.visited_at <= s.ended_at
             AND (v.visited_at > s.started_at OR v.id >= s.first_pageview_id)
             AND v.id <= %s
-        WHERE s.id IN (SELECT id FROM {VISITS} WHERE pages IS NULL ORDER BY id LIMIT %s)
+        WHERE s.id >= %s AND s.id <= %s AND s.pages IS NULL
     """
     number = f"""
         INSERT INTO {PATHS} (path)
@@ -76,12 +77,14 @@ def _chunk_fill(*, watermark: int, chunk: int) -> int:
     )
     if not ids:
         return 0
+    # The first ``chunk`` visits without pages are those without pages between these two ids.
+    bounds = [watermark, ids[0], ids[-1]]
     number, write = _pages_sql(postgres=connection.vendor == "postgresql")
     with connection.cursor() as cursor:
-        cursor.execute(number, [watermark, chunk])
-        cursor.execute(write, [watermark, chunk])
+        cursor.execute(number, bounds)
+        cursor.execute(write, bounds)
     # No raw rows left: an empty list, not NULL, so the catch-up ends.
-    VisitSummary.objects.filter(id__in=ids, pages=None).update(pages=[])
+    VisitSummary.objects.filter(id__gte=ids[0], id__lte=ids[-1], pages=None).update(pages=[])
     return len(ids)
 
 
